@@ -59,7 +59,8 @@ def test_out_indices_subset_equals_full_output_and_stops_early():
     hook.remove()
     assert torch.equal(a, ref[1]) and torch.equal(b, ref[2])
     assert not calls, "stage 4 ran although only stages 1-2 were requested"
-    assert part.out_channels == [192, 384] and [f["reduction"] for f in part.feature_info] == [8, 16]
+    assert part.out_channels == [192, 384]
+    assert [f["reduction"] for f in part.feature_info] == [8, 16]
 
 
 def test_out_norm_is_layernorm_over_channels():
@@ -167,7 +168,8 @@ def test_bf16_weights_forward_and_backward():
     model = build_backbone("hiera_tiny_224", **TINY).to(torch.bfloat16).train()
     outs = model(torch.randn(1, 3, 64, 64, dtype=torch.bfloat16))
     sum(o.float().mean() for o in outs).backward()
-    assert all(torch.isfinite(p.grad.float()).all() for p in model.parameters() if p.grad is not None)
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g.float()).all() for g in grads)
 
 
 def test_layer_ids_follow_official_training_code():

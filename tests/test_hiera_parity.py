@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers import backbone_state, official_maps, official_model, ours_from, sharpen_
+from torch.overrides import TorchFunctionMode
 
 from hiera_backbones import build_backbone
 from hiera_backbones.models.hiera import HIERA_CONFIGS, resize_pos_embed
@@ -143,10 +144,20 @@ def test_image_parity_detection_sizes(size):
             ours_kwargs=dict(input_size=size), sharpen=True)
 
 
+class _LinspaceOnCpu(TorchFunctionMode):
+    """The official constructor calls ``.item()`` on a linspace, impossible on the meta device."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func is torch.linspace:
+            kwargs["device"] = "cpu"
+        return func(*args, **kwargs)
+
+
 @pytest.mark.parametrize("name", sorted(HIERA_CONFIGS))
 def test_state_dict_keys_and_shapes_match_official(name):
     # Built on the meta device: all ten models, including Hiera-H, without allocating weights.
-    with torch.device("meta"):
+    with torch.device("meta"), _LinspaceOnCpu():
         official = official_model(name)
         ours = build_backbone(name)
     ref = {k: tuple(v.shape) for k, v in backbone_state(official).items()}

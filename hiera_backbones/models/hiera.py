@@ -217,7 +217,7 @@ class Hiera(nn.Module):
         flat_q_stride = math.prod(self.q_stride)
         flat_mu_size = math.prod(self.mask_unit_size)
         depth = sum(stages)
-        drop_path = torch.linspace(0, drop_path_rate, depth).tolist()
+        drop_path = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()
         norm_layer = partial(nn.LayerNorm, eps=1e-6)
 
         self.blocks = nn.ModuleList()
@@ -377,7 +377,8 @@ class Hiera(nn.Module):
             perm.append(1 + remaining * dims + d)
             perm += [1 + j * dims + d for j in reversed(range(remaining))]
         out_grid = [c * q**remaining for c, q in zip(coarse, self.q_stride)]
-        return x.permute(perm).reshape(batch, channels, *out_grid)
+        # Contiguous NC(T)HW; only a stage with no digits left to reorder needs this copy.
+        return x.permute(perm).reshape(batch, channels, *out_grid).contiguous()
 
     def _pos_embed(self, grid: Sequence[int]) -> torch.Tensor:
         """Raster-ordered ``(1, N, C)`` position embedding for a token grid."""

@@ -30,7 +30,7 @@ def list_models(pattern: str = "*") -> list[str]:
 def build_backbone(
     name: str,
     input_size: tuple[int, ...] | None = None,
-    out_indices: tuple[int, ...] = (0, 1, 2, 3),
+    out_indices: tuple[int, ...] | None = None,
     **overrides,
 ) -> nn.Module:
     """Builds a registered backbone.
@@ -41,7 +41,8 @@ def build_backbone(
         input_size: ``(H, W)`` for image models or ``(T, H, W)`` for video models: the grid the
             learned position embedding is defined on (default: the official size in the name).
             Other input sizes still run; the embedding is resized on the fly.
-        out_indices: which stages to return, 0-based.
+        out_indices: which stages to return, 0-based (default: the model's own default, e.g.
+            all four Hiera stages, all ``num_pools + 1`` HVT stages).
         **overrides: constructor arguments, e.g. ``drop_path_rate=0.2``, ``out_norm=True``,
             ``grad_checkpointing=True``, ``num_classes=1000``.
 
@@ -50,7 +51,7 @@ def build_backbone(
     """
     # Importing the model modules fills the registry; done here so that importing the
     # registry alone stays cheap.
-    from . import hiera  # noqa: F401
+    from . import hiera, hvt  # noqa: F401
 
     if name not in _MODELS:
         close = difflib.get_close_matches(name, _MODELS, n=3)
@@ -60,4 +61,6 @@ def build_backbone(
         )
     if input_size is not None:
         overrides["input_size"] = tuple(int(s) for s in input_size)
-    return _MODELS[name](out_indices=tuple(out_indices), **overrides)
+    if out_indices is not None:
+        overrides["out_indices"] = tuple(out_indices)
+    return _MODELS[name](**overrides)

@@ -1,0 +1,215 @@
+"""Safe reading and atomic writing of checkpoint files.
+
+Checkpoints from strangers are untrusted: ``.pth`` files are read with
+``torch.load(weights_only=True)`` (tensors and plain containers only; a pickle that would run
+code is refused before anything runs), safetensors are read natively. Reading is memory-mapped
+where the format allows, so converting a multi-GB file holds about one copy of the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import pickle
+import pickletools
+import re
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+__all__ = [
+    "CheckpointError",
+    "RawCheckpoint",
+    "read_checkpoint",
+    "save_atomic",
+    "sha256_file",
+]
+
+
+class CheckpointError(Exception):
+    """A checkpoint cannot be read, recognised or converted; the message says why and what to
+    do. Command-line tools print it without a traceback."""
+
+
+@dataclass
+class RawCheckpoint:
+    """What was read from disk, before any interpretation of the keys."""
+
+    content: dict[str, Any]  # the top-level object (a dict)
+    path: str
+    sha256: str
+    file_format: str  # "torch" | "safetensors" | "hf-hub-dir"
+    config: dict[str, Any] = field(default_factory=dict)  # config.json of a hub folder
+    safetensors_metadata: dict[str, str] = field(default_factory=dict)
+
+
+#: Files larger than this show a progress bar (on stderr) while they are hashed.
+PROGRESS_BYTES = 256 << 20
+
+
+def _progress(total: int, desc: str):
+    if total < PROGRESS_BYTES:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm comes with timm's dependencies
+        return None
+    return tqdm(total=total, unit="B", unit_scale=True, desc=desc, leave=False)
+
+
+def sha256_file(path: str, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    bar = _progress(os.path.getsize(path), f"sha256 {os.path.basename(path)}")
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+            if bar is not None:
+                bar.update(len(block))
+    if bar is not None:
+        bar.close()
+    return digest.hexdigest()
+
+
+def _read_safetensors(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    try:
+        from safetensors import safe_open
+    except ImportError as err:  # pragma: no cover - safetensors ships with timm
+        raise CheckpointError("reading .safetensors needs `pip install safetensors`") from err
+    try:
+        with safe_open(path, framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:  # safetensors raises its own error types
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file (truncated or corrupt?): {err}"
+        ) from None
+    return tensors, metadata
+
+
+def _torch_load(path: str, allow_pickle: bool) -> Any:
+    if allow_pickle:
+        warnings.warn(
+            f"loading {path} with weights_only=False: a malicious file can run arbitrary code. "
+            "Only do this for files you trust.",
+            stacklevel=3,
+        )
+        return torch.load(path, map_location="cpu", weights_only=False)
+    # HVT releases (DeiT training code) may carry an argparse.Namespace of training args;
+    # allow that one harmless class and nothing else.
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+        # Legacy (non-zip) serialization cannot be memory-mapped.
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _is_pickle_stream(path: str) -> bool:
+    """Whether ``path`` is a torch zip archive or a well-formed pickle stream. Parses opcodes
+    only (``pickletools``), never executes them."""
+    if zipfile.is_zipfile(path):
+        return True
+    try:
+        with open(path, "rb") as f:
+            for _ in pickletools.genops(f):
+                pass
+    except Exception:  # any parse failure means "not a pickle"
+        return False
+    return True
+
+
+def read_checkpoint(path: str, allow_pickle: bool = False) -> RawCheckpoint:
+    """Reads a ``.pth``/``.pt``/``.bin``/``.safetensors`` file or a Hugging Face hub folder
+    (``config.json`` + ``model.safetensors``)."""
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path} does not exist")
+    config: dict[str, Any] = {}
+    if os.path.isdir(path):
+        weights = os.path.join(path, "model.safetensors")
+        if not os.path.isfile(weights):
+            raise CheckpointError(
+                f"{path} is a folder without model.safetensors; pass a checkpoint file or a "
+                "Hugging Face hub folder (config.json + model.safetensors)"
+            )
+        cfg_path = os.path.join(path, "config.json")
+        if os.path.isfile(cfg_path):
+            try:
+                with open(cfg_path) as f:
+                    config = json.load(f)
+            except (OSError, json.JSONDecodeError) as err:
+                raise CheckpointError(f"{cfg_path} is not valid JSON: {err}") from None
+        tensors, meta = _read_safetensors(weights)
+        return RawCheckpoint(tensors, weights, sha256_file(weights), "hf-hub-dir", config, meta)
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{path} is empty")
+    if path.endswith(".safetensors"):
+        tensors, meta = _read_safetensors(path)
+        return RawCheckpoint(tensors, path, sha256_file(path), "safetensors", {}, meta)
+
+    try:
+        obj = _torch_load(path, allow_pickle)
+    except pickle.UnpicklingError as err:
+        if not _is_pickle_stream(path):
+            raise CheckpointError(
+                f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?)"
+            ) from None
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        what = f" (it references {found[1]})" if found else ""
+        raise CheckpointError(
+            f"{path} holds pickled Python objects, not only tensors{what}, so it was not loaded: "
+            "a pickle can run arbitrary code. If you trust the file, pass --allow-pickle "
+            "(allow_pickle=True)."
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        with open(path, "rb") as f:
+            if f.read(2) == b"PK" and not zipfile.is_zipfile(path):
+                first = "the zip archive torch.save writes is cut short (incomplete download?)"
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {first}"
+        ) from None
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(
+            f"{path} holds a {type(obj).__name__}, not a state dict; save model.state_dict()"
+        )
+    return RawCheckpoint(dict(obj), path, sha256_file(path), "torch")
+
+
+def save_atomic(
+    obj: Any,
+    dst: str,
+    force: bool = False,
+    safetensors_metadata: Mapping[str, str] | None = None,
+) -> None:
+    """Writes ``obj`` to ``dst`` through a temporary file in the same folder and a rename, so
+    ``dst`` is either the old file or the complete new one. ``.safetensors`` destinations take
+    a flat ``{name: tensor}`` dict."""
+    if os.path.exists(dst) and not force:
+        raise CheckpointError(f"{dst} exists; pass --force (force=True) to overwrite it")
+    folder = os.path.dirname(os.path.abspath(dst))
+    if not os.path.isdir(folder):
+        raise CheckpointError(f"output folder {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(dst), dir=folder)
+    os.close(fd)
+    try:
+        if dst.endswith(".safetensors"):
+            from safetensors.torch import save_file
+
+            tensors = {k: v.contiguous() for k, v in obj.items()}
+            save_file(tensors, tmp, metadata=dict(safetensors_metadata or {}))
+        else:
+            torch.save(obj, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
