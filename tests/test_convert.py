@@ -260,6 +260,8 @@ def _bad_files(tmp_path, sources):
     torch.save(timm.create_model("resnet18").state_dict(), resnet)
     vit = tmp_path / "vit.pth"
     torch.save({"model": timm.create_model("vit_tiny_patch16_224").state_dict()}, vit)
+    swin = tmp_path / "swin.pth"
+    torch.save(timm.create_model("swin_tiny_patch4_window7_224").state_dict(), swin)
     state = torch.load(sources["official-ft"], weights_only=True)["model_state"]
     wrong_shape = tmp_path / "wrong_shape.pth"
     torch.save({"model_state": {**state, "blocks.1.mlp.fc1.weight": torch.zeros(10, 10)}},
@@ -276,7 +278,8 @@ def _bad_files(tmp_path, sources):
         "garbage": (garbage, r"not a readable PyTorch checkpoint"),
         "empty": (empty, r"is empty"),
         "resnet": (resnet, r"unrecognised checkpoint format"),
-        "vit": (vit, r"unrecognised checkpoint format"),
+        "vit": (vit, r"converting a ViT needs the target HVT variant \(--arch\)"),
+        "swin": (swin, r"unrecognised checkpoint format"),
         "wrong_shape": (wrong_shape, r"does not fit hiera_tiny_224: .*wrong shapes.*"
                                      r"blocks\.1\.mlp\.fc1\.weight"),
         "missing": (missing, r"1 missing \(blocks\.4\.norm2\.bias\)"),

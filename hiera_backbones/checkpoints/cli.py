@@ -16,6 +16,9 @@ examples:
   hiera-convert hiera_base_224:mae_in1k hiera_b_mae_mmdet.pth --to mmdet --input-size 1024 1024
   hiera-convert hiera_base_16x224.pth hiera_b16_k400.pth --to mmaction --keep-head --verify
   hiera-convert facebook-hiera-hub-folder/ hiera_b.safetensors --to backbone
+  hiera-convert hvt_s_2.pth hvt_s_2_d2.pth --to detectron2 --input-size 1024 1024 --patch-size 4
+  hiera-convert deit_small_patch16_224.pth hvt_s_4_vit.pth --to backbone --arch hvt_s_4 \\
+      --num-heads 6
 
 SRC may be a .pth/.pt/.bin/.safetensors file, a Hugging Face hub folder (config.json +
 model.safetensors) or an official name with a tag (downloaded when online), one of:
@@ -26,7 +29,8 @@ model.safetensors) or an official name with a tag (downloaded when online), one 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hiera-convert",
-        description="Convert Hiera checkpoints (official, MAE, Hugging Face, timm) into files "
+        description="Convert Hiera (official, MAE, Hugging Face, timm) and HVT (official, "
+        "ViT/DeiT/MAE-initialised) checkpoints into files "
         "our backbones and detectron2 / MMDetection / MMAction2 load with no missing keys.",
         epilog=EPILOG.format(names="\n  ".join(sorted(OFFICIAL_CHECKPOINTS))),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -45,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verify", action="store_true",
                         help="compare stage features with the official model (needs "
                         "hiera-transformer)")
+    hvt = parser.add_argument_group("HVT")
+    hvt.add_argument("--hvt-mode", choices=("1d", "2d", "video"),
+                     help="HVT layout to write (default: 2d for detectron2/mmdet, video for "
+                     "mmaction, unchanged for backbone)")
+    hvt.add_argument("--patch-size", type=int, help="HVT 2d/video patch size (kernel resampled)")
+    hvt.add_argument("--arch", help="target HVT variant for a plain ViT source, e.g. hvt_s_2")
+    hvt.add_argument("--num-heads", type=int,
+                     help="the ViT's head count (required for ViT sources: not in the shapes)")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="load legacy pickles with weights_only=False (trusted files only)")
     return parser
@@ -64,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.src, args.dst, to=args.to, from_format=args.from_format,
                 keep_head=args.keep_head, force=args.force, allow_pickle=args.allow_pickle,
                 input_size=args.input_size, prefix=args.prefix, verify=args.verify,
+                hvt_mode=args.hvt_mode, patch_size=args.patch_size, arch=args.arch,
+                num_heads=args.num_heads,
             )
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)

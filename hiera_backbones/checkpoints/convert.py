@@ -26,12 +26,21 @@ from torch import nn
 
 from .. import __version__
 from ..models.hiera import resize_pos_embed, resize_temporal_pos_embed
+from ..models.hvt import HVT_CHECKPOINT_URLS, hvt_1d_to_2d_state_dict, inflate_hvt_state_dict
 from .hiera_formats import (
     HIERA_FORMATS,
     detect_hiera_format,
     infer_hiera_arch,
     split_hiera_state,
     to_official_hiera,
+)
+from .hvt_formats import (
+    HVT_FORMATS,
+    detect_hvt_format,
+    hvt_state_from_content,
+    infer_hvt_arch,
+    split_hvt_state,
+    vit_to_hvt,
 )
 from .io import CheckpointError, RawCheckpoint, read_checkpoint, save_atomic
 
@@ -55,7 +64,10 @@ TARGET_PREFIXES = {
     "mmdet": "backbone.",
     "mmaction": "backbone.",
 }
-SOURCE_FORMATS = (*HIERA_FORMATS, "hiera-backbones")
+SOURCE_FORMATS = (*HIERA_FORMATS, *HVT_FORMATS, "hiera-backbones")
+HVT_MODES = ("1d", "2d", "video")
+#: HVT layout each target needs by default: detectors want 2D maps, MMAction2 video.
+DEFAULT_HVT_MODE = {"backbone": None, "detectron2": "2d", "mmdet": "2d", "mmaction": "video"}
 
 _HIERA_URL = "https://dl.fbaipublicfiles.com/hiera/"
 #: ``"<model>:<tag>"`` -> official download URL.
@@ -65,6 +77,7 @@ for _size in ("tiny", "small", "base", "base_plus", "large", "huge"):
     OFFICIAL_CHECKPOINTS[f"hiera_{_size}_224:mae_in1k_ft_in1k"] = (
         f"{_HIERA_URL}hiera_{_size}_224.pth"
     )
+OFFICIAL_CHECKPOINTS.update({f"{name}:in1k": url for name, url in HVT_CHECKPOINT_URLS.items()})
 for _size in ("base", "base_plus", "large", "huge"):
     OFFICIAL_CHECKPOINTS[f"hiera_{_size}_16x224:mae_k400"] = (
         f"{_HIERA_URL}mae_hiera_{_size}_16x224.pth"
@@ -154,13 +167,24 @@ def _own_safetensors_metadata(metadata: Mapping[str, str]) -> dict | None:
     return decoded if decoded.get("format") == "hiera_backbones" else None
 
 
-def _read(raw: RawCheckpoint, from_format: str | None) -> tuple[str, dict, dict | None]:
-    """(source format, official-named state dict, our metadata if the file is ours)."""
-    content = raw.content
-    own = _own_metadata(content)
+def _read_metadata(raw: RawCheckpoint) -> dict | None:
     if raw.file_format in ("safetensors", "hf-hub-dir"):
-        own = _own_safetensors_metadata(raw.safetensors_metadata)
-    detected = "hiera-backbones" if own else detect_hiera_format(content)
+        return _own_safetensors_metadata(raw.safetensors_metadata)
+    return _own_metadata(raw.content)
+
+
+def _family(fmt: str, own: dict | None) -> str:
+    if fmt == "hiera-backbones":
+        arch = str((own or {}).get("arch", ""))
+        return "hvt" if arch.startswith(("hvt", "scale_hvt")) else "hiera"
+    return "hvt" if fmt in HVT_FORMATS else "hiera"
+
+
+def _detect(raw: RawCheckpoint, from_format: str | None, own: dict | None) -> str:
+    content = raw.content
+    detected = (
+        "hiera-backbones" if own else detect_hiera_format(content) or detect_hvt_format(content)
+    )
     fmt = from_format or detected
     if fmt is None:
         sample = ", ".join(list(content)[:6])
@@ -170,11 +194,22 @@ def _read(raw: RawCheckpoint, from_format: str | None) -> tuple[str, dict, dict 
         )
     if fmt not in SOURCE_FORMATS:
         raise CheckpointError(f"unknown --from {fmt!r}; choose from {', '.join(SOURCE_FORMATS)}")
-    try:
-        state = to_official_hiera(content, fmt)
-    except (KeyError, AttributeError, TypeError) as err:
-        raise CheckpointError(f"{raw.path} does not have the layout of {fmt!r}: {err}") from None
-    return fmt, state, own
+    return fmt
+
+
+def _saved_kwargs(own: dict | None) -> dict:
+    saved = (own or {}).get("build_kwargs", {})
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
+    kwargs.pop("num_classes", None)
+    return kwargs
+
+
+def _unknown_error(path: str, unknown: Mapping, family: str, fmt: str) -> CheckpointError:
+    names = ", ".join(sorted(unknown)[:5])
+    return CheckpointError(
+        f"{path}: {len(unknown)} tensors are not part of {family} ({names}, ...); is this really "
+        f"a {fmt} checkpoint? Pass the right --from or another file."
+    )
 
 
 def read_backbone_weights(
@@ -182,29 +217,51 @@ def read_backbone_weights(
     from_format: str | None = None,
     allow_pickle: bool = False,
     input_size: Sequence[int] | None = None,
+    *,
+    hvt_mode: str | None = None,
+    patch_size: int | None = None,
+    arch: str | None = None,
+    num_heads: int | None = None,
+    target: str | None = None,
 ) -> BackboneWeights:
     """Reads any supported checkpoint and returns backbone tensors under our (= official) names.
 
-    ``input_size`` resizes the position embedding once (same rule as the model's on-the-fly
-    resizing) so that a model built with ``input_size`` loads the weights strictly.
+    Args:
+        src: a file, a hub folder, or ``"<model>:<tag>"``.
+        from_format: force a source format instead of detecting it from the keys.
+        allow_pickle: allow legacy pickles (``weights_only=False``; trusted files only).
+        input_size: the size the target model is built with: Hiera's position embedding is
+            resized once (same rule as the model's on-the-fly resizing); for HVT it is the 2D /
+            video model's ``input_size``.
+        hvt_mode: HVT target layout: ``"1d"`` (official), ``"2d"`` (dense) or ``"video"``;
+            default: keep the source layout.
+        patch_size: HVT 2D/video patch size (the kernel is resampled).
+        arch, num_heads: target HVT variant and head count, required for plain ViT sources.
+        target: the framework the weights are for; picks the default ``hvt_mode``.
     """
     raw = read_checkpoint(resolve_source(src), allow_pickle=allow_pickle)
-    fmt, state, own = _read(raw, from_format)
+    own = _read_metadata(raw)
+    fmt = _detect(raw, from_format, own)
+    if _family(fmt, own) == "hvt":
+        mode = hvt_mode or DEFAULT_HVT_MODE.get(target or "backbone")
+        return _read_hvt(raw, fmt, own, input_size, mode, patch_size, arch, num_heads)
+    if hvt_mode not in (None, "1d") or patch_size or num_heads:
+        raise CheckpointError("--hvt-mode, --patch-size and --num-heads apply to HVT only")
+    try:
+        state = to_official_hiera(raw.content, fmt)
+    except (KeyError, AttributeError, TypeError) as err:
+        raise CheckpointError(f"{raw.path} does not have the layout of {fmt!r}: {err}") from None
     backbone, head, mae, unknown = split_hiera_state(state)
     if unknown:
-        names = ", ".join(sorted(unknown)[:5])
-        raise CheckpointError(
-            f"{raw.path}: {len(unknown)} tensors are not part of Hiera ({names}, ...); is this "
-            f"really a {fmt} checkpoint? Pass the right --from or a Hiera file."
-        )
+        raise _unknown_error(raw.path, unknown, "Hiera", fmt)
     if not backbone:
         raise CheckpointError(f"{raw.path} holds no Hiera backbone tensors")
-    saved_kwargs = (own or {}).get("build_kwargs", {})
-    own_kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in saved_kwargs.items()}
-    arch = infer_hiera_arch(backbone, head, own_kwargs.get("input_size"))
-    build_kwargs = own_kwargs or arch.build_kwargs()
-    build_kwargs.pop("num_classes", None)
-    name = own["arch"] if own else arch.name
+    own_kwargs = _saved_kwargs(own)
+    inferred = infer_hiera_arch(backbone, head, own_kwargs.get("input_size"))
+    build_kwargs = own_kwargs or inferred.build_kwargs()
+    name = own["arch"] if own else inferred.name
+    if arch and arch != name:
+        raise CheckpointError(f"{raw.path} holds {name} weights, not {arch}")
     _check_shapes(name, build_kwargs, backbone, raw.path)
     if input_size is not None:
         backbone = _resize_pos(backbone, build_kwargs["input_size"], tuple(input_size), name)
@@ -220,6 +277,83 @@ def read_backbone_weights(
         source_file=raw.path,
         source_state=state,
     )
+
+
+def _read_hvt(raw, fmt, own, input_size, mode, patch_size, arch, num_heads) -> BackboneWeights:
+    state = hvt_state_from_content(raw.content)
+    dropped: list[str] = []
+    name, build_kwargs = arch, {}
+    if fmt == "vit":
+        state, build_kwargs, dropped = vit_to_hvt(state, arch, num_heads)
+    backbone, head, extra_dropped, unknown = split_hvt_state(state)
+    if unknown:
+        raise _unknown_error(raw.path, unknown, "HVT", fmt)
+    if not backbone:
+        raise CheckpointError(f"{raw.path} holds no HVT backbone tensors")
+    dropped = sorted({*dropped, *extra_dropped})
+    if fmt == "hvt-official":
+        name, build_kwargs = infer_hvt_arch(backbone)
+    elif fmt == "hiera-backbones":
+        name, build_kwargs = own["arch"], _saved_kwargs(own)
+    if arch and arch != name:
+        raise CheckpointError(f"{raw.path} holds {name} weights, not {arch}")
+    if num_heads and fmt != "vit":
+        build_kwargs["num_heads"] = int(num_heads)
+    _check_shapes(name, build_kwargs, backbone, raw.path)
+    source = dict(backbone)
+
+    current = "video" if build_kwargs.get("video") else build_kwargs.get("pooling", "1d")
+    mode = mode or current
+    if mode not in HVT_MODES:
+        raise CheckpointError(f"unknown HVT mode {mode!r}; choose from {', '.join(HVT_MODES)}")
+    if current == "video" and mode != "video":
+        raise CheckpointError(f"{raw.path} holds video HVT weights; they cannot become {mode}")
+    if current == "2d" and mode == "1d":
+        raise CheckpointError(f"{raw.path} holds 2D-pooling HVT weights; 1D needs a 1D source")
+    old_grid = _token_grid(build_kwargs)
+    try:
+        if mode == "video" and current != "video":
+            size = tuple(input_size or (16, *build_kwargs.get("input_size", (224, 224))[-2:]))
+            backbone = inflate_hvt_state_dict(
+                backbone, size, patch_size=patch_size, source_grid=old_grid
+            )
+            build_kwargs.update(pooling="2d", video=True, input_size=size)
+        elif mode == "video":
+            if input_size is not None and tuple(input_size) != tuple(build_kwargs["input_size"]):
+                raise CheckpointError("video HVT weights are made once, from image weights")
+        elif mode == "2d":
+            size = tuple(input_size or build_kwargs.get("input_size", (224, 224)))
+            backbone = hvt_1d_to_2d_state_dict(
+                backbone, size, patch_size=patch_size, source_grid=old_grid
+            )
+            build_kwargs.update(pooling="2d", input_size=size)
+        elif input_size is not None and tuple(input_size) != tuple(build_kwargs["input_size"]):
+            raise CheckpointError(
+                "official (1D) HVT runs only at the size it was trained at, "
+                f"{tuple(build_kwargs['input_size'])}; use --hvt-mode 2d for other sizes"
+            )
+    except ValueError as err:
+        raise CheckpointError(f"{raw.path}: {err}") from None
+    if patch_size and mode != "1d":
+        build_kwargs["patch_size"] = int(patch_size)
+    _check_shapes(name, build_kwargs, backbone, raw.path)
+    return BackboneWeights(
+        arch=name,
+        build_kwargs=build_kwargs,
+        backbone=backbone,
+        head=head,
+        dropped=dropped,
+        source_format=fmt,
+        source_sha256=raw.sha256,
+        source_file=raw.path,
+        source_state=source,
+    )
+
+
+def _token_grid(build_kwargs: Mapping) -> tuple[int, int]:
+    size = tuple(build_kwargs.get("input_size", (224, 224)))[-2:]
+    patch = build_kwargs.get("patch_size", 16)
+    return size[0] // patch, size[1] // patch
 
 
 def _build_model(arch: str, build_kwargs: Mapping, **extra) -> nn.Module:
@@ -289,7 +423,9 @@ def export_weights(
         tensors.update(weights.head)
     meta = weights.metadata(to, prefix, keep_head)
     if keep_head:
-        meta["build_kwargs"]["num_classes"] = int(weights.head["head.projection.weight"].shape[0])
+        classifier = next(v for k, v in weights.head.items() if k.endswith("head.weight")
+                          or k == "head.projection.weight")
+        meta["build_kwargs"]["num_classes"] = int(classifier.shape[0])
     state = {prefix + k: v for k, v in tensors.items()}
     if dst.endswith(".safetensors"):
         save_atomic(state, dst, force, {k: json.dumps(v) for k, v in meta.items()})
@@ -311,15 +447,26 @@ def convert_checkpoint(
     input_size: Sequence[int] | None = None,
     prefix: str | None = None,
     verify: bool = False,
+    hvt_mode: str | None = None,
+    patch_size: int | None = None,
+    arch: str | None = None,
+    num_heads: int | None = None,
 ) -> dict[str, Any]:
     """Reads ``src`` (a file, hub folder or ``"<model>:<tag>"``), writes ``dst`` for target
-    ``to``; with ``verify``, also compares stage features with the official model. Returns the
-    written metadata (plus ``"verify_max_abs_diff"`` when verified)."""
+    ``to``; with ``verify``, also compares stage features with the source model. Returns the
+    written metadata (plus ``"verify_max_abs_diff"`` when verified).
+
+    HVT sources become the layout the target needs unless ``hvt_mode`` says otherwise:
+    ``"2d"`` for detectron2 / MMDetection, ``"video"`` for MMAction2, unchanged for
+    ``backbone``. See :func:`read_backbone_weights` for the other arguments."""
     if to not in TARGETS:
         raise CheckpointError(f"unknown target {to!r}; choose from {', '.join(TARGETS)}")
     if os.path.exists(dst) and not force:
         raise CheckpointError(f"{dst} exists; pass --force (force=True) to overwrite it")
-    weights = read_backbone_weights(src, from_format, allow_pickle, input_size)
+    weights = read_backbone_weights(
+        src, from_format, allow_pickle, input_size, hvt_mode=hvt_mode, patch_size=patch_size,
+        arch=arch, num_heads=num_heads, target=to,
+    )
     meta = export_weights(weights, dst, to, keep_head, force, prefix)
     if verify:
         meta["verify_max_abs_diff"] = verify_against_official(weights, dst)
@@ -353,7 +500,13 @@ def load_backbone_checkpoint(
     classifier is loaded too when the model has one. Raises :class:`CheckpointError` naming
     missing or mismatched keys."""
     input_size = getattr(model, "input_size", None)
-    weights = read_backbone_weights(src, from_format, allow_pickle, input_size)
+    hvt = {}
+    if hasattr(model, "pooling"):  # HVT: convert to the model's layout and patch size
+        hvt = dict(
+            hvt_mode="video" if model.video else model.pooling,
+            patch_size=model.patch_size if model.pooling == "2d" else None,
+        )
+    weights = read_backbone_weights(src, from_format, allow_pickle, input_size, **hvt)
     arch = getattr(model, "arch", None)
     if arch is not None and arch != weights.arch:
         raise CheckpointError(f"{src} holds {weights.arch} weights, not {arch}")
@@ -370,8 +523,14 @@ def load_backbone_checkpoint(
 
 
 def verify_against_official(weights: BackboneWeights, dst: str, batch: int = 1) -> float:
-    """Max |difference| of all stage maps between the official model holding the *source*
-    weights and our backbone holding the *written* ones; raises if above 1e-4."""
+    """Max |difference| of all stage maps between the source model holding the *source*
+    weights and our backbone holding the *written* ones; raises if above 1e-4.
+
+    Hiera: the source model is the official implementation. HVT: the official-layout (1D) model
+    built from the source tensors; 2D / video / ViT-initialised weights have no source model
+    with the same architecture, so they cannot be verified this way."""
+    if weights.arch.startswith(("hvt", "scale_hvt")):
+        return _verify_hvt(weights, dst, batch)
     try:
         import hiera
     except ImportError:
@@ -409,4 +568,26 @@ def verify_against_official(weights: BackboneWeights, dst: str, batch: int = 1) 
     diff = max((a - b.movedim(-1, 1)).abs().max().item() for a, b in zip(got, ref))
     if diff > 1e-4:
         raise CheckpointError(f"verify failed: stage maps differ by {diff:.3e} (> 1e-4)")
+    return diff
+
+
+def _verify_hvt(weights: BackboneWeights, dst: str, batch: int) -> float:
+    from ..models import build_backbone
+
+    kwargs = weights.build_kwargs
+    if kwargs.get("pooling", "1d") != "1d" or weights.source_format == "vit":
+        raise CheckpointError(
+            "--verify compares with the source model, which exists only for official-layout "
+            "(1D) HVT weights; 2D, video and ViT-initialised HVT weights are new architectures"
+        )
+    source = build_backbone(weights.arch, **kwargs).eval()
+    source.load_state_dict(weights.source_state, strict=True)
+    state, meta = _state_from_file(dst)
+    ours = build_backbone(meta["arch"], **kwargs).eval()
+    ours.load_state_dict({k: v for k, v in state.items() if not k.startswith(("norm.", "head."))})
+    x = torch.randn(batch, 3, *kwargs["input_size"], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        diff = max((a - b).abs().max().item() for a, b in zip(ours(x), source(x)))
+    if diff > 1e-4:
+        raise CheckpointError(f"verify failed: stage outputs differ by {diff:.3e} (> 1e-4)")
     return diff

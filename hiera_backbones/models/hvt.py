@@ -292,6 +292,7 @@ def inflate_hvt_state_dict(
     temporal_patch_size: int = 2,
     patch_size: int | None = None,
     init: str = "gather",
+    source_grid: Sequence[int] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Turns image HVT weights (1D official or 2D) into weights for ``video=True`` at
     ``input_size = (T, H, W)``.
@@ -305,7 +306,9 @@ def inflate_hvt_state_dict(
     kt = int(temporal_patch_size)
     if t <= 0 or t % kt:
         raise ValueError(f"T={t} must be a positive multiple of temporal_patch_size={kt}")
-    out = hvt_1d_to_2d_state_dict(state_dict, (h, w), patch_size=patch_size, init=init)
+    out = hvt_1d_to_2d_state_dict(
+        state_dict, (h, w), patch_size=patch_size, init=init, source_grid=source_grid
+    )
     kernel = out["patch_embed.proj.weight"]
     out["patch_embed.proj.weight"] = (kernel.unsqueeze(2) / kt).repeat(1, 1, kt, 1, 1)
     out["pos_embed_temporal"] = kernel.new_zeros(1, t // kt, kernel.shape[0])
