@@ -214,8 +214,15 @@ def test_detectron2_checkpointer_loads_with_no_missing_keys(sources, tmp_path):
     detector = torch.nn.Module()
     detector.backbone = torch.nn.Module()
     detector.backbone.bottom_up = build_backbone("hiera_tiny_224")
-    checkpointer = DetectionCheckpointer(detector)
-    incompatible = checkpointer._load_model(checkpointer._load_file(str(dst)))
+
+    class RecordingCheckpointer(DetectionCheckpointer):
+        def _load_model(self, checkpoint):
+            self.incompatible = super()._load_model(checkpoint)
+            return self.incompatible
+
+    checkpointer = RecordingCheckpointer(detector)
+    checkpointer.load(str(dst))
+    incompatible = checkpointer.incompatible
     assert not incompatible.missing_keys and not incompatible.unexpected_keys
     ref = torch.load(dst, weights_only=True)["model"]
     assert torch.equal(detector.backbone.bottom_up.blocks[3].attn.qkv.weight,

@@ -24,7 +24,7 @@ def test_torch_stack_versions_and_ops():
     boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]])
     assert nms(boxes, torch.tensor([0.9, 0.8, 0.7]), 0.5).tolist() == [0, 2]
     feats = torch.arange(16.0).view(1, 1, 4, 4)
-    pooled = roi_align(feats, [torch.tensor([[0.0, 0.0, 4.0, 4.0]])], output_size=1)
+    pooled = roi_align(feats, [torch.tensor([[0.0, 0.0, 4.0, 4.0]])], output_size=1, aligned=True)
     assert pooled.item() == pytest.approx(7.5)
 
 
@@ -51,8 +51,11 @@ def test_detectron2_builds_and_runs_stock_mask_rcnn():
     cfg = model_zoo.get_config("common/models/mask_rcnn_fpn.py")
     cfg.model.roi_heads.num_classes = 5
     model = instantiate(cfg.model)
+    from detectron2.utils.events import EventStorage
+
     model.train()
-    losses = model(_d2_inputs(train=True))
+    with EventStorage(0):
+        losses = model(_d2_inputs(train=True))
     assert {"loss_cls", "loss_box_reg", "loss_mask", "loss_rpn_cls"} <= set(losses)
     total = sum(losses.values())
     assert torch.isfinite(total)
