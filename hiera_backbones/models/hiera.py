@@ -12,14 +12,18 @@ state-dict keys, same block schedule, same mask-unit attention. What changes is 
 * **Fast attention.** See :mod:`hiera_backbones.models.layers`.
 
 Token order. After patch embedding the ``(T, H, W)`` token grid is *unrolled*: each spatial side of
-length ``m * 2**L`` (``L = num_stages - 1`` levels) is split into a coarse index ``m`` and ``L``
-binary digits, finest first, and the sequence is ordered
-``(digits of level 1, digits of level 2, ..., digits of level L, coarse grid)``. Then
+length ``m * 2**L`` (``L = num_stages - 1`` levels) is split into a coarse index ``m`` (the mask
+unit) and ``L`` binary digits, and the sequence is ordered
+``(coarse grid, digits of level 1, digits of level 2, ..., digits of level L)``: mask units are
+contiguous, and inside a unit the finest digits are outermost. Then
 
-* a 2x2 max-pool is a max over the 4 outermost slabs of the sequence (level-1 digits), and
-* token ``t`` lies in mask unit ``t % num_mask_units`` (the coarse grid is innermost),
+* mask-unit attention splits the sequence into windows with a view, and
+* a 2x2 max-pool is a max over the 4 outermost slabs inside every unit (level-1 digits),
 
-so both q-pooling and windowed attention are reshapes, with no gathers.
+so windowed attention and both poolings are reshapes, with no gathers or copies. The official
+code orders the same digits with the coarse grid *innermost*; that is a permutation of the same
+tokens, so every stage map is the same (see the parity tests), but its windows are strided and
+its attention has to copy q, k and v into a 5-D layout.
 """
 
 from __future__ import annotations
@@ -358,11 +362,10 @@ class Hiera(nn.Module):
         for d in range(dims):
             shape += [coarse[d]] + [self.q_stride[d]] * levels
         x = x.reshape(*shape, channels)
-        perm = [0]
-        for level in range(1, levels + 1):  # finest digits outermost
+        perm = [0] + [1 + d * (levels + 1) for d in range(dims)]  # mask units outermost
+        for level in range(1, levels + 1):  # then the finest digits
             perm += [1 + d * (levels + 1) + 1 + (levels - level) for d in range(dims)]
-        perm += [1 + d * (levels + 1) for d in range(dims)] + [len(shape)]
-        return x.permute(perm).reshape(batch, -1, channels)
+        return x.permute(perm + [len(shape)]).reshape(batch, -1, channels)
 
     def _reroll(self, x: torch.Tensor, stage: int, grid: Sequence[int]) -> torch.Tensor:
         """Unrolled stage output ``(B, N, C)`` -> channels-first map ``(B, C, *stage_grid)``."""
@@ -371,11 +374,11 @@ class Hiera(nn.Module):
         remaining = levels - min(stage, self.q_pool)
         coarse = [g // q**levels for g, q in zip(grid, self.q_stride)]
         digits = [self.q_stride[d] for _ in range(remaining) for d in range(dims)]
-        x = x.view(batch, *digits, *coarse, channels)
+        x = x.view(batch, *coarse, *digits, channels)
         perm = [0, x.dim() - 1]
         for d in range(dims):
-            perm.append(1 + remaining * dims + d)
-            perm += [1 + j * dims + d for j in reversed(range(remaining))]
+            perm.append(1 + d)
+            perm += [1 + dims + j * dims + d for j in reversed(range(remaining))]
         out_grid = [c * q**remaining for c, q in zip(coarse, self.q_stride)]
         # Contiguous NC(T)HW; only a stage with no digits left to reorder needs this copy.
         return x.permute(perm).reshape(batch, channels, *out_grid).contiguous()

@@ -4,14 +4,18 @@ Both models use the same pre-norm block (LayerNorm -> attention -> residual, Lay
 residual) with a packed ``qkv`` projection, so one implementation serves both. Hiera adds three
 things that reduce to a plain ViT block when unused:
 
-* mask-unit (windowed) attention, where token ``t`` of an *unrolled* sequence belongs to window
-  ``t % num_windows`` (see :mod:`hiera_backbones.models.hiera`);
-* query pooling: a max over ``q_stride`` groups of queries inside each window;
+* mask-unit (windowed) attention over a *unit-major* token sequence, where the tokens of each
+  mask unit are contiguous (see :mod:`hiera_backbones.models.hiera`);
+* query pooling: a max over the ``q_stride`` members of each pooling window, which are the
+  ``q_stride`` outermost slabs inside every mask unit;
 * a channel change ``dim -> dim_out`` whose residual is ``maxpool(proj(norm1(x)))``.
 
-Attention always runs through :func:`torch.nn.functional.scaled_dot_product_attention` on
-contiguous 4-D ``(batch * windows, heads, tokens, head_dim)`` tensors, which lets PyTorch pick its
-fused kernels (the 5-D layout of the official code forces the unfused math path).
+Attention runs through :func:`torch.nn.functional.scaled_dot_product_attention` on 4-D
+``(batch * windows, heads, tokens, head_dim)`` views of the packed ``qkv`` projection: with mask
+units contiguous, the window split is a view, the fused CPU / GPU kernels accept the strided
+q, k, v directly, and their output is already laid out token-major, so neither side of the
+attention copies (the official code permutes ``qkv`` into a 5-D layout, which also forces the
+unfused math kernel).
 """
 
 from __future__ import annotations
@@ -24,16 +28,17 @@ from torch import nn
 __all__ = ["Attention", "Block", "DropPath", "Mlp", "max_pool_tokens"]
 
 
-def max_pool_tokens(x: torch.Tensor, stride: int) -> torch.Tensor:
-    """Max-pools an unrolled ``(B, N, C)`` sequence by ``stride``.
+def max_pool_tokens(x: torch.Tensor, stride: int, num_units: int = 1) -> torch.Tensor:
+    """Max-pools a unit-major ``(B, N, C)`` sequence by ``stride``.
 
-    In unrolled order the ``stride`` members of each pooling window are the ``stride`` outermost
-    slabs of the sequence, so pooling is a view and a reduction, no gather.
+    Inside each of the ``num_units`` contiguous mask units, the ``stride`` members of every
+    pooling window are the ``stride`` outermost slabs, so pooling is a view and a reduction.
     """
     if stride == 1:
         return x
     batch, tokens, channels = x.shape
-    return x.view(batch, stride, tokens // stride, channels).amax(dim=1)
+    pooled = x.view(batch, num_units, stride, tokens // (num_units * stride), channels).amax(2)
+    return pooled.view(batch, -1, channels)
 
 
 class Attention(nn.Module):
@@ -73,30 +78,27 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim_out, bias=qkv_bias)
         self.proj = nn.Linear(dim_out, dim_out)
 
-    def num_windows(self, num_tokens: int) -> int:
-        if not self.use_mask_unit_attn:
+    def num_units(self, num_tokens: int) -> int:
+        """Mask units in a sequence of ``num_tokens`` (each holds ``q_stride * window_size``)."""
+        if not (self.use_mask_unit_attn or self.q_stride > 1):
             return 1
         return num_tokens // (self.q_stride * self.window_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, _ = x.shape
-        windows = self.num_windows(tokens)
-        per_window = tokens // windows
-        # Unrolled token index = position_in_window * windows + window.
-        qkv = self.qkv(x).view(batch, per_window, windows, 3, self.heads, self.head_dim)
-        # -> (3, B, windows, heads, per_window, head_dim), one copy, then 4-D views.
-        qkv = qkv.permute(3, 0, 2, 4, 1, 5).reshape(
-            3, batch * windows, self.heads, per_window, self.head_dim
-        )
-        q, k, v = qkv.unbind(0)
+        units = self.num_units(tokens)
+        windows = units if self.use_mask_unit_attn else 1
+        heads, head_dim = self.heads, self.head_dim
+        # (B * windows, tokens per window, heads, head_dim) views of q, k, v: no copy.
+        q, k, v = self.qkv(x).view(batch * windows, -1, 3, heads, head_dim).unbind(2)
         if self.q_stride > 1:
-            q = q.view(batch * windows, self.heads, self.q_stride, -1, self.head_dim).amax(dim=2)
-        out = F.scaled_dot_product_attention(q, k, v)
-        out_per_window = out.shape[2]
-        # Back to unrolled order: (B, out_per_window, windows, heads * head_dim).
-        out = out.view(batch, windows, self.heads, out_per_window, self.head_dim)
-        out = out.permute(0, 3, 1, 2, 4).reshape(batch, out_per_window * windows, self.dim_out)
-        return self.proj(out)
+            q = q.view(batch, units, self.q_stride, -1, heads, head_dim).amax(2)
+            q = q.view(batch * windows, -1, heads, head_dim)
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        )
+        # Fused kernels return (..., tokens, heads, head_dim) memory: this reshape is a view.
+        return self.proj(out.transpose(1, 2).reshape(batch, -1, self.dim_out))
 
 
 class Block(nn.Module):
@@ -133,6 +135,7 @@ class Block(nn.Module):
         x_norm = self.norm1(x)
         if self.dim != self.dim_out:
             # The transition residual comes from the *normalized* input (official Hiera).
-            x = max_pool_tokens(self.proj(x_norm), self.attn.q_stride)
+            units = self.attn.num_units(x.shape[1])
+            x = max_pool_tokens(self.proj(x_norm), self.attn.q_stride, units)
         x = x + self.drop_path(self.attn(x_norm))
         return x + self.drop_path(self.mlp(self.norm2(x)))
