@@ -1,0 +1,361 @@
+#!/usr/bin/env python
+"""Speed, FLOPs and memory of our backbones, next to the official Hiera and timm in one run.
+
+For every (model, input) pair: parameters, counted multiply-adds, forward and forward+backward
+throughput and peak memory. Hiera is also run through the official implementation
+(``hiera-transformer``, built at the input size, ``return_intermediates=True``) and timm
+(``forward_intermediates``, images only), interleaved round by round so that load on the machine
+hits every implementation alike; ratios are of medians. Writes a Markdown table and a PNG plot.
+
+    python tools/benchmark.py                                   # the README's CPU set
+    python tools/benchmark.py --models hiera_base_224 --inputs image224 --batch 8 --rounds 10
+    python tools/benchmark.py --device cuda --dtype bf16 --inputs image224   # GPU, paper table
+
+Inputs: image224 (224x224), det1024 (1024x1024, the detection input), video16x224 (16x224x224).
+Peak memory is CUDA's allocator peak on GPU; on CPU it is the growth of the process's peak RSS
+while one step runs, measured in a fresh subprocess per configuration (``--memory``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+
+warnings.filterwarnings("ignore", category=FutureWarning)  # timm's layer-import notices
+
+INPUTS = {
+    "image224": (224, 224),
+    "det1024": (1024, 1024),
+    "video16x224": (16, 224, 224),
+}
+DEFAULT_MODELS = ["hiera_tiny_224", "hiera_base_224", "hiera_base_16x224", "hvt_s_4"]
+#: Paper Tab. 16 / README: A100 40GB, fp16, images/s at 224 (no FlashAttention, best batch).
+PAPER_A100_FP16 = {
+    "hiera_tiny_224": 2758, "hiera_small_224": 2211, "hiera_base_224": 1556,
+    "hiera_base_plus_224": 1247, "hiera_large_224": 531, "hiera_huge_224": 274,
+}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _is_video(name: str) -> bool:
+    return "16x224" in name
+
+
+def _pairs(models: list[str], inputs: list[str]) -> list[tuple[str, str]]:
+    """Image models with image inputs, video models with video inputs."""
+    return [(m, i) for m in models for i in inputs if _is_video(m) == (i == "video16x224")]
+
+
+def build(impl: str, name: str, size: tuple[int, ...]) -> tuple[torch.nn.Module, Callable]:
+    """A model and a function ``x -> list of stage maps`` for one implementation."""
+    if impl == "ours":
+        from hiera_backbones import build_backbone
+
+        kwargs = {"input_size": size}
+        if name.startswith(("hvt", "scale_hvt")):
+            kwargs = {"input_size": size}
+            if len(size) == 3:
+                kwargs.update(pooling="2d", video=True)
+            elif size != (224, 224):
+                kwargs.update(pooling="2d")
+        model = build_backbone(name, **kwargs)
+        return model, lambda x: list(model(x))
+    if impl == "official":
+        import hiera
+
+        from hiera_backbones.models.hiera import HIERA_CONFIGS
+
+        model = hiera.Hiera(num_classes=1, **{**HIERA_CONFIGS[name], "input_size": size})
+        return model, lambda x: model(x, return_intermediates=True)[1]
+    if impl == "timm":
+        import timm
+
+        model = timm.create_model(name, img_size=size, num_classes=0)
+        return model, lambda x: model.forward_intermediates(x, intermediates_only=True)
+    raise ValueError(impl)
+
+
+def implementations(name: str, size: tuple[int, ...], wanted: list[str]) -> list[str]:
+    impls = ["ours"]
+    if name.startswith("hiera"):
+        impls.append("official")
+        if len(size) == 2:
+            impls.append("timm")
+    return [i for i in impls if i in wanted]
+
+
+def count_macs(fn: Callable, x: torch.Tensor) -> float:
+    """Multiply-adds of one forward (the paper's "FLOPs"). Attention runs through the math
+    backend here so every implementation's attention is counted the same way."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        fn(x)
+    return counter.get_total_flops() / 2  # a multiply-add is two FLOPs
+
+
+class Timer:
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+    def __call__(self, step: Callable[[], None]) -> float:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step()
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+
+def make_step(fn: Callable, x: torch.Tensor, backward: bool, device: str, dtype: torch.dtype):
+    autocast = torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32)
+
+    def step() -> None:
+        if backward:
+            with autocast:
+                outs = fn(x)
+            sum(o.float().mean() for o in outs).backward()
+        else:
+            with torch.inference_mode(), autocast:
+                fn(x)
+
+    return step
+
+
+def peak_memory_mb(impl: str, name: str, input_key: str, batch: int, backward: bool,
+                   device: str, dtype: str) -> float:
+    """Peak memory of one step, measured in a fresh process (see the module docstring)."""
+    if device == "cuda":
+        model, fn = build(impl, name, INPUTS[input_key])
+        model.to(device)
+        x = torch.randn(batch, 3, *INPUTS[input_key], device=device)
+        step = make_step(fn, x, backward, device, DTYPES[dtype])
+        step()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    code = (
+        "import sys, torch, warnings; warnings.filterwarnings('ignore');"
+        f"sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r});"
+        "import benchmark as b;"
+        f"m, fn = b.build({impl!r}, {name!r}, b.INPUTS[{input_key!r}]);"
+        f"x = torch.randn({batch}, 3, *b.INPUTS[{input_key!r}]);"
+        f"step = b.make_step(fn, x, {backward}, 'cpu', torch.float32);"
+        "print(b.cpu_step_peak_mb(step))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def cpu_step_peak_mb(step: Callable[[], None]) -> float:
+    """Peak resident memory above the idle level while ``step`` runs (Linux): a thread samples
+    /proc/self/statm every 0.5 ms (torch releases the GIL inside its kernels)."""
+    import ctypes
+    import gc
+    import threading
+
+    step()  # warm-up, so lazily created buffers are not counted
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed memory back: a clean baseline
+    except OSError:
+        pass
+    base = peak = _rss_bytes()
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _rss_bytes())
+            time.sleep(0.0005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    step()
+    done.set()
+    sampler.join()
+    return (max(peak, _rss_bytes()) - base) / 2**20
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    device, dtype = args.device, DTYPES[args.dtype]
+    timer = Timer(device)
+    rows = []
+    for name, input_key in _pairs(args.models, args.inputs):
+        size = INPUTS[input_key]
+        batch = args.batch if args.batch else (8 if input_key == "image224" else 1)
+        impls = implementations(name, size, args.impls)
+        built = {i: build(i, name, size) for i in impls}
+        x = torch.randn(batch, 3, *size, device=device)
+        for model, _ in built.values():
+            model.to(device).eval()
+        info = {}
+        for impl, (model, fn) in built.items():
+            info[impl] = {
+                "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+                "gmacs": count_macs(fn, x[:1]) / 1e9,
+            }
+        for backward in (False, True) if args.backward else (False,):
+            steps = {i: make_step(fn, x, backward, device, dtype) for i, (_, fn) in built.items()}
+            for step in steps.values():  # warm-up: allocator, kernels, caches
+                for _ in range(args.warmup):
+                    step()
+            times: dict[str, list[float]] = {i: [] for i in steps}
+            for _ in range(args.rounds):
+                for impl, step in steps.items():
+                    times[impl].append(timer(step))
+            key = "fwd_bwd" if backward else "fwd"
+            for impl in steps:
+                info[impl][f"{key}_s"] = statistics.median(times[impl])
+                info[impl][f"{key}_per_s"] = batch / info[impl][f"{key}_s"]
+        if args.memory:
+            for impl in impls:
+                info[impl]["mem_mb"] = peak_memory_mb(
+                    impl, name, input_key, batch, args.backward, device, args.dtype
+                )
+        for impl in impls:
+            row = {"model": name, "input": input_key, "batch": batch, "impl": impl, **info[impl]}
+            for ref in ("official", "timm"):
+                if ref in info and impl == "ours":
+                    row[f"fwd_vs_{ref}"] = info[ref]["fwd_s"] / info["ours"]["fwd_s"]
+                    ours, other = info["ours"], info[ref]
+                    if "fwd_bwd_s" in ours:
+                        row[f"fwd_bwd_vs_{ref}"] = other["fwd_bwd_s"] / ours["fwd_bwd_s"]
+                    if "mem_mb" in ours:
+                        row[f"mem_vs_{ref}"] = ours["mem_mb"] / max(other["mem_mb"], 1e-3)
+            rows.append(row)
+            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                              for k, v in row.items()}), flush=True)
+        del built
+    return rows
+
+
+def machine_description(device: str) -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    desc = f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    if device == "cuda":
+        desc = f"{torch.cuda.get_device_name()} ({desc})"
+    return f"{desc}; torch {torch.__version__}"
+
+
+def _fmt(row: dict, key: str, spec: str = ".1f", suffix: str = "") -> str:
+    return f"{row[key]:{spec}}{suffix}" if key in row else "–"
+
+
+def markdown(rows: list[dict], args: argparse.Namespace) -> str:
+    lines = [
+        f"Machine: {machine_description(args.device)}. Device {args.device}, {args.dtype}, "
+        f"median of {args.rounds} interleaved rounds after {args.warmup} warm-up steps.",
+        "",
+        "| model | input | batch | impl | params (M) | GMACs | fwd /s | fwd+bwd /s | peak MB "
+        "| fwd vs official | fwd vs timm | fwd+bwd vs official | mem vs official |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = [
+            r["model"], r["input"], str(r["batch"]), r["impl"], f"{r['params_m']:.2f}",
+            f"{r['gmacs']:.2f}", _fmt(r, "fwd_per_s", ".2f"), _fmt(r, "fwd_bwd_per_s", ".2f"),
+            _fmt(r, "mem_mb", ".0f"), _fmt(r, "fwd_vs_official", ".2f", "×"),
+            _fmt(r, "fwd_vs_timm", ".2f", "×"), _fmt(r, "fwd_bwd_vs_official", ".2f", "×"),
+            _fmt(r, "mem_vs_official", ".2f", "×"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if args.device == "cuda":
+        lines += ["", "| model | ours 224 img/s | paper A100 fp16 img/s |", "|---|---|---|"]
+        for r in rows:
+            if r["impl"] == "ours" and r["input"] == "image224" and r["model"] in PAPER_A100_FP16:
+                lines.append(f"| {r['model']} | {r['fwd_per_s']:.0f} | "
+                             f"{PAPER_A100_FP16[r['model']]} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: str, args: argparse.Namespace) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = sorted({(r["model"], r["input"]) for r in rows}, key=lambda g: (g[1], g[0]))
+    impls = ["ours", "official", "timm"]
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups)), 4))
+    width = 0.27
+    for k, impl in enumerate(impls):
+        values = []
+        for g in groups:
+            match = [r for r in rows if (r["model"], r["input"]) == g and r["impl"] == impl]
+            values.append(match[0]["fwd_per_s"] if match else 0)
+        ax.bar([i + (k - 1) * width for i in range(len(groups))], values, width, label=impl)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels([f"{m}\n{i}" for m, i in groups], fontsize=7)
+    ax.set_ylabel("forward throughput (samples/s)")
+    ax.set_title(f"{args.device} {args.dtype}: {machine_description(args.device)[:70]}",
+                 fontsize=8)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
+    parser.add_argument("--inputs", nargs="+", default=list(INPUTS), choices=list(INPUTS))
+    parser.add_argument("--impls", nargs="+", default=["ours", "official", "timm"],
+                        choices=["ours", "official", "timm"])
+    parser.add_argument("--batch", type=int, default=0,
+                        help="batch size (default: 8 for image224, 1 otherwise)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--no-backward", dest="backward", action="store_false",
+                        help="skip forward+backward timing")
+    parser.add_argument("--memory", action="store_true", help="also measure peak memory")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtype", default="fp32", choices=list(DTYPES))
+    parser.add_argument("--out", default="benchmark_results.md", help="Markdown table")
+    parser.add_argument("--plot", default="benchmark_results.png", help="PNG plot")
+    parser.add_argument("--json", help="also write the raw rows as JSON")
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+    if args.device == "cpu" and args.dtype != "fp32":
+        print("note: CPU low-precision timings use autocast", file=sys.stderr)
+    torch.manual_seed(0)
+    rows = run(args)
+    if not rows:
+        parser.error("no (model, input) pair: image models take image inputs, video models video")
+    with open(args.out, "w") as f:
+        f.write(markdown(rows, args))
+    plot(rows, args.plot, args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    print(f"wrote {args.out} and {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
