@@ -35,8 +35,8 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
+from .base import StageBackbone
 from .layers import Block
 from .registry import register_model
 
@@ -114,13 +114,7 @@ def resize_temporal_pos_embed(pos_embed: torch.Tensor, new_length: int) -> torch
     return seq.transpose(1, 2).to(pos_embed.dtype)
 
 
-def _nearest_multiples(value: int, multiple: int) -> str:
-    low = (value // multiple) * multiple
-    options = [v for v in (low, low + multiple) if v > 0]
-    return " or ".join(str(v) for v in options)
-
-
-class Hiera(nn.Module):
+class Hiera(StageBackbone):
     """Hiera backbone returning multi-scale stage maps.
 
     Args mirror the official constructor (``input_size`` ... ``sep_pos_embed``), plus:
@@ -255,6 +249,7 @@ class Hiera(nn.Module):
             if i in self.stage_ends:
                 self.stage_channels.append(dim)
 
+        self.stage_blocks = self.stage_ends
         self.stage_strides = [
             self.patch_stride[-1] * self.q_stride[-1] ** min(i, q_pool) for i in range(num_stages)
         ]
@@ -272,49 +267,10 @@ class Hiera(nn.Module):
         self._init_weights()
 
     # ------------------------------------------------------------------ metadata
-    @property
-    def out_channels(self) -> list[int]:
-        return [self.stage_channels[i] for i in self.out_indices]
-
-    @property
-    def out_strides(self) -> list[int]:
-        return [self.stage_strides[i] for i in self.out_indices]
-
-    @property
-    def feature_info(self) -> list[dict]:
-        """timm-style description of the returned maps."""
-        return [
-            dict(
-                num_chs=self.stage_channels[i],
-                reduction=self.stage_strides[i],
-                module=f"blocks.{self.stage_ends[i]}",
-                stage=i,
-            )
-            for i in self.out_indices
-        ]
-
-    @property
-    def num_layers(self) -> int:
-        """Number of layer ids minus one: :meth:`get_layer_id` returns ids in [0, num_layers]."""
-        return len(self.blocks)
-
-    def get_layer_id(self, param_name: str) -> int:
-        """Layer id for layer-wise lr decay, as in the official training code: embeddings 0,
-        ``blocks.i`` i+1, everything else (output norms, classifier) ``num_layers``. Scale a
-        parameter's lr by ``decay ** (num_layers - get_layer_id(name))``."""
-        if param_name.startswith(("pos_embed", "patch_embed")):
-            return 0
-        if param_name.startswith("blocks."):
-            return int(param_name.split(".")[1]) + 1
-        return self.num_layers
-
     def no_weight_decay(self) -> set[str]:
         if self.sep_pos_embed:
             return {"pos_embed_spatial", "pos_embed_temporal"}
         return {"pos_embed"}
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
 
     def _init_weights(self) -> None:
         # Official init: trunc-normal(0.02) weights, Linear and LayerNorm biases 0.02. It only
@@ -338,20 +294,6 @@ class Hiera(nn.Module):
             self.head.projection.bias.data.mul_(0.001)
 
     # ------------------------------------------------------------------ geometry
-    def _check_size(self, size: Sequence[int], what: str) -> None:
-        names = ("T", "H", "W")[-self.spatial_dims :]
-        bad = [
-            f"{n}={s} (use {_nearest_multiples(s, m)})"
-            for n, s, m in zip(names, size, self.size_multiple)
-            if s <= 0 or s % m
-        ]
-        if bad:
-            rule = ", ".join(f"{n} a multiple of {m}" for n, m in zip(names, self.size_multiple))
-            raise ValueError(
-                f"{self.arch}: {what} {tuple(size)} is not supported: {'; '.join(bad)}. "
-                f"{self.arch} needs {rule}; pad or resize the input."
-            )
-
     def _unroll(self, x: torch.Tensor) -> torch.Tensor:
         """Channels-last token grid ``(B, *grid, C)`` -> unrolled sequence ``(B, N, C)``."""
         batch, *grid, channels = x.shape
@@ -395,19 +337,7 @@ class Hiera(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
-        expected_dim = self.spatial_dims + 2
-        if x.dim() != expected_dim:
-            layout = "(N, C, T, H, W)" if self.spatial_dims == 3 else "(N, C, H, W)"
-            raise ValueError(
-                f"{self.arch}: expected a {expected_dim}-D input {layout}, got shape "
-                f"{tuple(x.shape)}"
-            )
-        if x.shape[1] != self.patch_embed.proj.in_channels:
-            raise ValueError(
-                f"{self.arch}: expected {self.patch_embed.proj.in_channels} input channels, got "
-                f"{x.shape[1]} (shape {tuple(x.shape)})"
-            )
-        self._check_size(x.shape[2:], what="input")
+        self._check_input(x)
         x = self.patch_embed.proj(x)
         grid = tuple(x.shape[2:])
         x = x.flatten(2).transpose(1, 2)
@@ -419,10 +349,7 @@ class Hiera(nn.Module):
         outs = []
         wanted = {self.stage_ends[i]: i for i in self.out_indices} if collect else {}
         for i, blk in enumerate(self.blocks[: last_block + 1]):
-            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(blk, x, use_reentrant=False)
-            else:
-                x = blk(x)
+            x = self._run_block(blk, x)
             if i in wanted:
                 stage = wanted[i]
                 y = self.out_norms[str(stage)](x) if self.out_norms is not None else x

@@ -70,8 +70,8 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
+from .base import StageBackbone
 from .hiera import resize_pos_embed, resize_temporal_pos_embed
 from .layers import Block
 from .registry import register_model
@@ -373,7 +373,7 @@ class HVTBlock(Block):
         return y.contiguous(), new_grid
 
 
-class HVT(nn.Module):
+class HVT(StageBackbone):
     """HVT backbone returning its stage outputs (see the module docstring for modes/stages).
 
     Args:
@@ -526,10 +526,6 @@ class HVT(nn.Module):
 
     # ------------------------------------------------------------------ metadata
     @property
-    def out_channels(self) -> list[int]:
-        return [self.stage_channels[i] for i in self.out_indices]
-
-    @property
     def out_strides(self) -> list[int]:
         """Strides of the returned stages (``patch * 2**k``). In 1D mode this is nominal: the
         sequence is reduced ``2**k`` times, but horizontally (see the module docstring)."""
@@ -540,41 +536,9 @@ class HVT(nn.Module):
         """Tokens per stage at ``input_size`` (1D: 196, 97, 48, 23, 11 for HVT-S-4 at 224)."""
         return [math.prod(g) for g in self.stage_grids]
 
-    @property
-    def feature_info(self) -> list[dict]:
-        """timm-style description of the returned stages."""
-        return [
-            dict(
-                num_chs=self.stage_channels[i],
-                reduction=self.stage_strides[i],
-                module=f"blocks.{self.stage_blocks[i]}",
-                stage=i,
-            )
-            for i in self.out_indices
-        ]
-
-    @property
-    def num_layers(self) -> int:
-        """Number of layer ids minus one: :meth:`get_layer_id` returns ids in [0, num_layers]."""
-        return len(self.blocks)
-
-    def get_layer_id(self, param_name: str) -> int:
-        """Layer id for layer-wise lr decay: embeddings (``patch_embed``, ``pos_embed``,
-        ``pos_embed_temporal``) 0, ``blocks.i.*`` i+1 *including* the stage embedding
-        ``blocks.i.pos_embed`` (it belongs to block i, unlike detectron2's name rule, which gives
-        every ``*.pos_embed`` id 0), everything else (out norms, ``norm``, ``head``) num_layers."""
-        if param_name.startswith(("pos_embed", "patch_embed")):
-            return 0
-        if param_name.startswith("blocks."):
-            return int(param_name.split(".")[1]) + 1
-        return self.num_layers
-
     def no_weight_decay(self) -> set[str]:
         """Every parameter name containing ``pos_embed`` (official rule since HVT ``eb2b723``)."""
         return {name for name, _ in self.named_parameters() if "pos_embed" in name}
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
 
     def _init_weights(self) -> None:
         # Official (DeiT) init; it only matters for parameters a checkpoint does not provide.
@@ -591,37 +555,10 @@ class HVT(nn.Module):
                 nn.init.zeros_(m.bias)
 
     # ------------------------------------------------------------------ geometry
-    def _check_size(self, size: Sequence[int], what: str) -> None:
-        names = ("T", "H", "W")[-self.spatial_dims :]
-        bad = []
-        for n, s, m in zip(names, size, self.size_multiple):
-            if s <= 0 or s % m:
-                low = (s // m) * m
-                options = " or ".join(str(v) for v in (low, low + m) if v > 0)
-                bad.append(f"{n}={s} (use {options})")
-        if bad:
-            rule = ", ".join(f"{n} a multiple of {m}" for n, m in zip(names, self.size_multiple))
-            raise ValueError(
-                f"{self.arch}: {what} {tuple(size)} is not supported: {'; '.join(bad)}. "
-                f"{self.arch} needs {rule}; pad or resize the input."
-            )
-
     # ------------------------------------------------------------------ forward
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
-        expected_dim = self.spatial_dims + 2
-        if x.dim() != expected_dim:
-            layout = "(N, C, T, H, W)" if self.video else "(N, C, H, W)"
-            raise ValueError(
-                f"{self.arch}: expected a {expected_dim}-D input {layout}, got shape "
-                f"{tuple(x.shape)}"
-            )
-        if x.shape[1] != self.patch_embed.proj.in_channels:
-            raise ValueError(
-                f"{self.arch}: expected {self.patch_embed.proj.in_channels} input channels, got "
-                f"{x.shape[1]} (shape {tuple(x.shape)})"
-            )
+        self._check_input(x)
         size = tuple(x.shape[2:])
-        self._check_size(size, "input")
         if self.pooling == "1d" and size != self.input_size:
             raise ValueError(
                 f"{self.arch} with pooling='1d' takes only {self.input_size[0]}x"
@@ -653,10 +590,7 @@ class HVT(nn.Module):
         wanted = set(self.out_indices) if collect else set()
         last = len(self.blocks) - 1
         for i, blk in enumerate(self.blocks):
-            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(blk, x, use_reentrant=False)
-            else:
-                x = blk(x)
+            x = self._run_block(blk, x)
             if blk.pool is not None:
                 stage = self.pool_blocks.index(i)
                 if stage in wanted:
