@@ -1,15 +1,21 @@
 # Everything a fresh machine needs goes through these targets.
+#   make demo       build the environment if needed, then train and evaluate a small Hiera
+#                   Mask R-CNN on built-in synthetic data (DEMO_ARGS="--framework mmdet" ...)
 #   make test       build the pinned environment in .venv (first time only), lint, run the tests
 #   make test-slow  also the large-model / large-input parity tests
 #   make env        only build the environment
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
-.PHONY: env test test-slow lint clean
+.PHONY: env demo test test-slow lint clean
 
 env:
 	@bash requirements/install.sh $(VENV)
+
+demo: env
+	$(PY) tools/demo.py $(DEMO_ARGS)
 
 lint: env
 	$(PY) -m ruff check .

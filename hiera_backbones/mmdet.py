@@ -1,0 +1,185 @@
+"""MMDetection 3.x adapter: Hiera and HVT backbones, a channels-first LayerNorm for necks and
+heads, and a layer-wise lr decay optimizer-wrapper constructor.
+
+Add to any MMDetection config::
+
+    custom_imports = dict(imports=['hiera_backbones.mmdet'], allow_failed_imports=False)
+    model = dict(
+        backbone=dict(_delete_=True, type='Hiera', arch='hiera_base_224',
+                      input_size=(1024, 1024), drop_path_rate=0.2,
+                      init_cfg=dict(type='Pretrained', checkpoint='hiera_base_224:mae_in1k')),
+        neck=dict(in_channels=[96, 192, 384, 768]))
+
+Registered in ``mmdet.registry``:
+
+* ``MODELS``: ``Hiera``, ``HVT`` (backbones), ``LayerNorm2d`` (norm for ``norm_cfg``).
+* ``OPTIM_WRAPPER_CONSTRUCTORS``: ``LayerDecayOptimWrapperConstructor``.
+
+The backbones *are* our pure-PyTorch models (subclasses that are also mmengine ``BaseModule``),
+so their parameters sit directly under ``backbone.``: files from ``hiera-convert --to mmdet``
+load with ``load_from`` or ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')``
+with no missing keys, and ``init_cfg`` also takes official files (converted on the fly; see
+:func:`hiera_backbones.mm_common.load_pretrained`). Importing this module also lets mmengine
+resume its own checkpoints on torch >= 2.6 (:func:`~hiera_backbones.mm_common.
+allow_mmengine_checkpoints`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from mmdet.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.model import BaseModule
+from torch import nn
+
+from .mm_common import allow_mmengine_checkpoints, layer_decay_constructor, load_pretrained
+from .models.hiera import HIERA_CONFIGS
+from .models.hiera import Hiera as _Hiera
+from .models.hvt import HVT as _HVT
+from .models.hvt import HVT_CONFIGS
+
+__all__ = ["HVT", "Hiera", "LayerDecayOptimWrapperConstructor", "LayerNorm2d"]
+
+LayerDecayOptimWrapperConstructor = layer_decay_constructor()
+OPTIM_WRAPPER_CONSTRUCTORS.register_module(
+    name="LayerDecayOptimWrapperConstructor", module=LayerDecayOptimWrapperConstructor
+)
+allow_mmengine_checkpoints()
+
+
+class _PretrainedInitMixin:
+    """``init_weights`` that handles ``Pretrained`` entries of ``init_cfg`` itself (mmengine's
+    ``PretrainedInit`` reads only ``{'state_dict'}`` files, with no conversion and no position
+    embedding resizing) and leaves any other initializer to mmengine."""
+
+    def init_weights(self) -> None:
+        if self.is_init:
+            return super().init_weights()  # mmengine warns about the second call
+        cfgs = self.init_cfg or []
+        cfgs = [cfgs] if isinstance(cfgs, dict) else list(cfgs)
+        pretrained = [c for c in cfgs if c.get("type") == "Pretrained"]
+        others = [c for c in cfgs if c.get("type") != "Pretrained"]
+        saved, self.init_cfg = self.init_cfg, others or None
+        try:
+            super().init_weights()
+        finally:
+            self.init_cfg = saved
+        if pretrained:
+            load_pretrained(self, pretrained[-1])
+
+
+def _check_input_size(input_size: Sequence[int], arch: str) -> tuple[int, int]:
+    size = tuple(int(s) for s in input_size)
+    if len(size) != 2:
+        raise ValueError(f"{arch}: input_size must be (H, W) for detection, got {input_size}")
+    return size
+
+
+@MODELS.register_module(name="Hiera")
+class Hiera(_PretrainedInitMixin, _Hiera, BaseModule):
+    """Hiera image backbone for MMDetection: NCHW maps at strides 4/8/16/32.
+
+    Args:
+        arch: an image model of :data:`~hiera_backbones.models.HIERA_CONFIGS`
+            (``hiera_{tiny,small,base,base_plus,large,huge}_224``).
+        input_size: ``(H, W)`` the position embedding is kept at (pretrained weights are
+            resized to it once); other inputs with H, W multiples of 32 still run (resized on
+            the fly). Use the training crop size, e.g. 1024 for LSJ.
+        out_indices: stages to return; later stages are not computed.
+        out_norm: LayerNorm on each returned map (the official intermediates are not normalized;
+            ViTDet-style FPNs expect normalized inputs).
+        drop_path_rate, grad_checkpointing: stochastic depth; activation checkpointing.
+        init_cfg: e.g. ``dict(type='Pretrained', checkpoint='hiera_base_224:mae_in1k')``.
+        **kwargs: any other :class:`hiera_backbones.models.Hiera` argument (e.g. ``stages``).
+    """
+
+    def __init__(
+        self,
+        arch: str = "hiera_base_224",
+        input_size: Sequence[int] = (1024, 1024),
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        out_norm: bool = True,
+        drop_path_rate: float = 0.0,
+        grad_checkpointing: bool = False,
+        init_cfg: dict | list[dict] | None = None,
+        **kwargs,
+    ) -> None:
+        images = [n for n, c in HIERA_CONFIGS.items() if len(c["patch_stride"]) == 2]
+        if arch not in images:
+            raise ValueError(f"unknown Hiera arch {arch!r} for detection; choose from {images}")
+        kwargs = {
+            **HIERA_CONFIGS[arch],
+            **kwargs,
+            "arch": arch,
+            "input_size": _check_input_size(input_size, arch),
+            "out_indices": tuple(out_indices),
+            "out_norm": out_norm,
+            "drop_path_rate": drop_path_rate,
+            "grad_checkpointing": grad_checkpointing,
+        }
+        super().__init__(**kwargs)
+        self.init_cfg = copy.deepcopy(init_cfg)
+
+
+@MODELS.register_module(name="HVT")
+class HVT(_PretrainedInitMixin, _HVT, BaseModule):
+    """HVT backbone for MMDetection with 2D (grid) pooling: NCHW maps at strides
+    ``patch_size * 2**k``; ``patch_size=4`` gives 4/8/16/32/64 for HVT-S-4's five stages.
+
+    Args:
+        arch: a variant of :data:`~hiera_backbones.models.HVT_CONFIGS` (e.g. ``hvt_s_4``).
+        input_size: ``(H, W)`` the position embeddings are kept at (see :class:`Hiera`).
+        patch_size: 4 for FPN strides from 4; official (16) checkpoints are resampled on load.
+        out_indices: stages to return (default: all).
+        out_norm, drop_path_rate, grad_checkpointing, init_cfg: as :class:`Hiera`.
+        **kwargs: any other :class:`hiera_backbones.models.HVT` argument.
+    """
+
+    def __init__(
+        self,
+        arch: str = "hvt_s_4",
+        input_size: Sequence[int] = (1024, 1024),
+        patch_size: int = 4,
+        out_indices: Sequence[int] | None = None,
+        out_norm: bool = True,
+        drop_path_rate: float = 0.0,
+        grad_checkpointing: bool = False,
+        init_cfg: dict | list[dict] | None = None,
+        **kwargs,
+    ) -> None:
+        if arch not in HVT_CONFIGS:
+            raise ValueError(f"unknown HVT arch {arch!r}; choose from {sorted(HVT_CONFIGS)}")
+        if kwargs.get("video") or kwargs.get("pooling", "2d") != "2d":
+            raise ValueError(f"{arch}: detection needs 2D maps (pooling='2d', video=False)")
+        kwargs = {
+            **HVT_CONFIGS[arch],
+            **kwargs,
+            "arch": arch,
+            "input_size": _check_input_size(input_size, arch),
+            "patch_size": patch_size,
+            "pooling": "2d",
+            "out_indices": None if out_indices is None else tuple(out_indices),
+            "out_norm": out_norm,
+            "drop_path_rate": drop_path_rate,
+            "grad_checkpointing": grad_checkpointing,
+        }
+        super().__init__(**kwargs)
+        self.init_cfg = copy.deepcopy(init_cfg)
+
+
+@MODELS.register_module(name="LayerNorm2d")
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an ``(N, C, H, W)`` map (ViTDet's "LN" in FPN and heads):
+    ``norm_cfg=dict(type='LayerNorm2d')``. The output is contiguous NCHW: mmcv's ``RoIAlign``
+    reads the raw NCHW memory of its input, so a permuted view would give it scrambled
+    features."""
+
+    _abbr_ = "ln"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2).contiguous()
