@@ -1,0 +1,154 @@
+# AVA-style spatio-temporal action detection with a reduced Hiera (stages (1, 1, 2, 1), width
+# 32) trained from scratch on the synthetic AVA-format shapes set (actors that move
+# horizontally / vertically / stand still, and may blink; 128x128 rawframes, 8 fps): trains and
+# evaluates with AVAMetric on a laptop CPU in about a minute, for smoke tests and the demo.
+#
+#   python tools/make_video_data.py ava data/ava_shapes
+#   python tools/mma_train.py configs/mmaction/hiera-mini_scratch_1xb4-8x2x1-5e_ava-shapes-rgb.py
+#
+# Same structure as the AVA v2.2 configs: FastRCNN with precomputed person proposals, RoI
+# features of the backbone's last (stride-32) map, temporal average + spatial max pooling, a
+# linear multi-label classifier (BBoxHeadAVA); full-frame testing with batch 1 (AVARoIHead
+# predicts one clip at a time). From scratch, so AdamW instead of the fine-tuning SGD recipe.
+_base_ = ['mmaction::_base_/default_runtime.py']
+custom_imports = dict(
+    imports=['hiera_backbones.mmaction', 'mmdet.models'], allow_failed_imports=False)
+
+data_root = 'data/ava_shapes/'
+anno_root = data_root + 'annotations/'
+fps, timestamp_start, seconds = 8, 900, 5
+num_classes = 5  # actions 1-4 plus the unused index 0, as AVA's 81 = 80 + 1
+clip_len, frame_interval, size = 8, 2, 128
+
+model = dict(
+    type='FastRCNN',
+    _scope_='mmdet',
+    backbone=dict(
+        type='mmaction.Hiera',
+        arch='hiera_base_16x224',
+        embed_dim=32,
+        num_heads=1,
+        stages=(1, 1, 2, 1),
+        input_size=(clip_len, size, size),
+        out_indices=(3, ),
+        out_norm=True,
+        pad_input=True,
+        init_cfg=None),  # from scratch
+    roi_head=dict(
+        type='AVARoIHead',
+        bbox_roi_extractor=dict(
+            type='SingleRoIExtractor3D',
+            roi_layer_type='RoIAlign',
+            featmap_stride=32,  # Hiera's last stage
+            output_size=4,
+            with_temporal_pool=True),
+        bbox_head=dict(
+            type='BBoxHeadAVA',
+            background_class=True,
+            in_channels=256,  # embed_dim * 8
+            num_classes=num_classes,
+            temporal_pool_type='avg',
+            spatial_pool_type='max',
+            multilabel=True,
+            topk=(1, ),
+            dropout_ratio=0.0)),
+    data_preprocessor=dict(
+        type='ActionDataPreprocessor',
+        _scope_='mmaction',
+        mean=[114.75, 114.75, 114.75],
+        std=[57.375, 57.375, 57.375],
+        format_shape='NCTHW'),
+    train_cfg=dict(
+        rcnn=dict(
+            assigner=dict(
+                type='MaxIoUAssignerAVA', pos_iou_thr=0.9, neg_iou_thr=0.9, min_pos_iou=0.9),
+            sampler=dict(
+                type='RandomSampler',
+                num=32,
+                pos_fraction=1,
+                neg_pos_ub=-1,
+                add_gt_as_proposals=True),
+            pos_weight=1.0)),
+    test_cfg=dict(rcnn=None))
+
+dataset = dict(
+    type='AVADataset',
+    fps=fps,
+    timestamp_start=timestamp_start,
+    timestamp_end=timestamp_start + seconds,
+    num_classes=num_classes,
+    label_file=anno_root + 'ava_action_list_v2.2_for_activitynet_2019.pbtxt',
+    data_prefix=dict(img=data_root + 'rawframes'))
+train_pipeline = [
+    dict(type='SampleAVAFrames', clip_len=clip_len, frame_interval=frame_interval),
+    dict(type='RawFrameDecode'),
+    dict(type='RandomRescale', scale_range=(size, size * 9 // 8)),
+    dict(type='RandomCrop', size=size),
+    dict(type='Flip', flip_ratio=0.5),
+    dict(type='FormatShape', input_format='NCTHW', collapse=True),
+    dict(type='PackActionInputs'),
+]
+val_pipeline = [
+    dict(
+        type='SampleAVAFrames', clip_len=clip_len, frame_interval=frame_interval,
+        test_mode=True),
+    dict(type='RawFrameDecode'),
+    dict(type='Resize', scale=(-1, size)),
+    dict(type='FormatShape', input_format='NCTHW', collapse=True),
+    dict(type='PackActionInputs'),
+]
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(
+        **dataset,
+        ann_file=anno_root + 'ava_train_v2.2.csv',
+        exclude_file=anno_root + 'ava_train_excluded_timestamps_v2.2.csv',
+        proposal_file=anno_root + 'ava_dense_proposals_train.FAIR.recall_93.9.pkl',
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,  # AVARoIHead.predict takes one clip at a time
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        **dataset,
+        ann_file=anno_root + 'ava_val_v2.2.csv',
+        exclude_file=anno_root + 'ava_val_excluded_timestamps_v2.2.csv',
+        proposal_file=anno_root + 'ava_dense_proposals_val.FAIR.recall_93.9.pkl',
+        pipeline=val_pipeline,
+        test_mode=True))
+test_dataloader = val_dataloader
+val_evaluator = dict(
+    type='AVAMetric',
+    ann_file=anno_root + 'ava_val_v2.2.csv',
+    label_file=anno_root + 'ava_action_list_v2.2_for_activitynet_2019.pbtxt',
+    exclude_file=anno_root + 'ava_val_excluded_timestamps_v2.2.csv',
+    num_classes=num_classes)
+test_evaluator = val_evaluator
+
+max_epochs = 5
+train_cfg = dict(
+    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_begin=max_epochs, val_interval=1)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    constructor='LayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(decay_rate=1.0, norm_decay_mult=0.0, bias_decay_mult=0.0),
+    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05),
+    clip_grad=dict(max_norm=5.0, norm_type=2))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=max_epochs - 1, eta_min=1e-5, by_epoch=True, begin=1,
+         end=max_epochs, convert_to_iter_based=True),
+]
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=10),
+    checkpoint=dict(type='CheckpointHook', interval=max_epochs, save_best=None))
+randomness = dict(seed=0, deterministic=False)
+auto_scale_lr = dict(enable=False, base_batch_size=4)

@@ -1,0 +1,141 @@
+# A reduced Hiera (stages (1, 1, 2, 1), width 32) trained from scratch on the synthetic
+# motion-shapes videos (one shape moving right / left / down / up; 64x64 mp4): trains and
+# evaluates on a laptop CPU in about a minute, for smoke tests and the demo, not for accuracy.
+#
+#   python tools/make_video_data.py motion data/motion_shapes
+#   python tools/mma_train.py \
+#       configs/mmaction/hiera-mini_scratch_1xb8-8x2x1-15e_motion-shapes-rgb.py
+#
+# Same structure as the Kinetics-400 configs (Recognizer3D, HieraHead, 16x4x1-style sampling
+# scaled to 8x2x1, RandomResizedCrop, AdamW + layer-decay constructor, multi-view testing), minus
+# what the toy task cannot take: no horizontal flip (it would swap "left" and "right"), no
+# RandAugment / mixup.
+_base_ = ['mmaction::_base_/default_runtime.py']
+custom_imports = dict(imports=['hiera_backbones.mmaction'], allow_failed_imports=False)
+
+data_root = 'data/motion_shapes/'
+classes = ('right', 'left', 'down', 'up')
+clip_len, frame_interval, crop = 8, 2, 64
+
+model = dict(
+    type='Recognizer3D',
+    backbone=dict(
+        type='Hiera',
+        arch='hiera_base_16x224',
+        embed_dim=32,
+        num_heads=1,
+        stages=(1, 1, 2, 1),
+        input_size=(clip_len, crop, crop),
+        drop_path_rate=0.0,
+        init_cfg=None),  # from scratch
+    cls_head=dict(
+        type='HieraHead',
+        in_channels=256,  # embed_dim * 8
+        num_classes=len(classes),
+        init_scale=1.0,  # from scratch: no need for the fine-tuning init
+        topk=(1, ),
+        average_clips='prob'),
+    data_preprocessor=dict(
+        type='ActionDataPreprocessor',
+        mean=[114.75, 114.75, 114.75],
+        std=[57.375, 57.375, 57.375],
+        format_shape='NCTHW'))
+
+train_pipeline = [
+    dict(type='DecordInit'),
+    dict(type='SampleFrames', clip_len=clip_len, frame_interval=frame_interval, num_clips=1),
+    dict(type='DecordDecode'),
+    dict(type='RandomResizedCrop', area_range=(0.6, 1.0)),
+    dict(type='Resize', scale=(crop, crop), keep_ratio=False),
+    dict(type='FormatShape', input_format='NCTHW'),
+    dict(type='PackActionInputs'),
+]
+val_pipeline = [
+    dict(type='DecordInit'),
+    dict(
+        type='SampleFrames',
+        clip_len=clip_len,
+        frame_interval=frame_interval,
+        num_clips=1,
+        test_mode=True),
+    dict(type='DecordDecode'),
+    dict(type='Resize', scale=(-1, crop)),
+    dict(type='CenterCrop', crop_size=crop),
+    dict(type='FormatShape', input_format='NCTHW'),
+    dict(type='PackActionInputs'),
+]
+# Multi-view testing as on Kinetics (there 5 clips x 3 crops): 2 clips x 3 crops, the frames
+# widened so that the three crops differ; scores averaged as probabilities.
+test_pipeline = [
+    dict(type='DecordInit'),
+    dict(
+        type='SampleFrames',
+        clip_len=clip_len,
+        frame_interval=frame_interval,
+        num_clips=2,
+        test_mode=True),
+    dict(type='DecordDecode'),
+    dict(type='Resize', scale=(crop * 5 // 4, crop), keep_ratio=False),
+    dict(type='ThreeCrop', crop_size=crop),
+    dict(type='FormatShape', input_format='NCTHW'),
+    dict(type='PackActionInputs'),
+]
+
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(
+        type='VideoDataset',
+        ann_file=data_root + 'train_list_videos.txt',
+        data_prefix=dict(video=data_root + 'videos_train'),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=8,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type='VideoDataset',
+        ann_file=data_root + 'val_list_videos.txt',
+        data_prefix=dict(video=data_root + 'videos_val'),
+        pipeline=val_pipeline,
+        test_mode=True))
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type='VideoDataset',
+        ann_file=data_root + 'val_list_videos.txt',
+        data_prefix=dict(video=data_root + 'videos_val'),
+        pipeline=test_pipeline,
+        test_mode=True))
+val_evaluator = dict(type='AccMetric')
+test_evaluator = val_evaluator
+
+max_epochs = 15
+train_cfg = dict(
+    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_begin=max_epochs, val_interval=1)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    constructor='LayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(decay_rate=1.0, norm_decay_mult=0.0, bias_decay_mult=0.0),
+    optimizer=dict(type='AdamW', lr=5e-4, betas=(0.9, 0.999), weight_decay=0.05),
+    clip_grad=dict(max_norm=5.0, norm_type=2))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=max_epochs - 1, eta_min=1e-5, by_epoch=True, begin=1,
+         end=max_epochs, convert_to_iter_based=True),
+]
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=10),
+    checkpoint=dict(type='CheckpointHook', interval=max_epochs, save_best=None))
+randomness = dict(seed=0, deterministic=False)
+auto_scale_lr = dict(enable=False, base_batch_size=8)

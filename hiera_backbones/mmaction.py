@@ -1,0 +1,456 @@
+"""MMAction2 1.x adapter: Hiera and HVT video backbones, the official Hiera / HVT classifier as a
+recognition head, and a layer-wise lr decay optimizer-wrapper constructor.
+
+Add to any MMAction2 config::
+
+    custom_imports = dict(imports=['hiera_backbones.mmaction'], allow_failed_imports=False)
+    model = dict(
+        type='Recognizer3D',
+        backbone=dict(type='Hiera', arch='hiera_base_16x224', drop_path_rate=0.2,
+                      init_cfg=dict(type='Pretrained', checkpoint='hiera_base_16x224:mae_k400')),
+        cls_head=dict(type='HieraHead', in_channels=768, num_classes=400, dropout_ratio=0.3))
+
+Registered in ``mmaction.registry``:
+
+* ``MODELS``: ``Hiera``, ``HVT`` (video backbones), ``HieraHead``, ``HVTHead`` (classifiers).
+* ``OPTIM_WRAPPER_CONSTRUCTORS``: ``LayerDecayOptimWrapperConstructor``.
+
+Layout of the weights. The backbones *are* our pure-PyTorch models (subclasses that are also
+mmengine ``BaseModule``), so their parameters sit directly under ``backbone.`` with the official
+names: files from ``hiera-convert --to mmaction`` load with ``load_from`` or
+``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')`` with no missing keys,
+and ``init_cfg`` also takes official files and ``"<model>:<tag>"`` names (converted on the fly;
+HVT image weights are inflated to video). The official classifier (mean over tokens ->
+``norm`` -> ``head.projection``; HVT: ``norm`` -> mean -> ``head``) is the recognition head
+``HieraHead`` / ``HVTHead``, whose parameters are ``cls_head.norm.*`` and ``cls_head.fc_cls.*``:
+give the head the same ``init_cfg`` as the backbone to evaluate a fine-tuned file
+(``mae_k400_ft_k400``, or a ``--keep-head`` conversion), it maps ``norm.*`` -> ``norm.*`` and
+``head.projection.*`` (HVT ``head.*``) -> ``fc_cls.*``.
+
+Outputs. A backbone returns the map of each requested stage, ``(N, C, T', H', W')``, as one
+tensor when one stage is requested (the default: the last one, stride 32 for Hiera) and as a
+tuple otherwise. That is what MMAction2's recognition heads and, for AVA, ``AVARoIHead`` /
+``SingleRoIExtractor3D`` take (set its ``featmap_stride`` to ``backbone.out_strides[-1]``; the
+paper pools RoI features of the last layer with spatial max pooling: ``BBoxHeadAVA(
+spatial_pool_type='max')``). ``pad_input=True`` pads H and W up to the size multiple (32 for
+Hiera) at the bottom/right, which leaves box coordinates valid: AVA tests on full frames.
+
+Importing this module also works around the mmaction2 1.2.0 wheel bug (open-mmlab/mmaction2#2714,
+one warning line), and lets mmengine resume its own checkpoints on torch >= 2.6 (see
+:func:`hiera_backbones.mm_common.allow_mmengine_checkpoints`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .compat import patch_mmaction_drn
+
+patch_mmaction_drn()  # before anything imports mmaction.models
+
+import mmaction.models  # noqa: E402,F401  (registers MMAction2's own modules, AVA heads)
+from mmaction.models.heads import BaseHead  # noqa: E402
+from mmaction.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS  # noqa: E402
+from mmengine.logging import print_log  # noqa: E402
+from mmengine.model import BaseModule  # noqa: E402
+
+from .checkpoints import CheckpointError, read_backbone_weights, read_checkpoint  # noqa: E402
+from .mm_common import (  # noqa: E402
+    _fetch,
+    _prefixed_state,
+    allow_mmengine_checkpoints,
+    layer_decay_constructor,
+    load_pretrained,
+)
+from .models.hiera import HIERA_CONFIGS  # noqa: E402
+from .models.hiera import Hiera as _Hiera  # noqa: E402
+from .models.hvt import HVT as _HVT  # noqa: E402
+from .models.hvt import HVT_CONFIGS, hvt_pool_blocks  # noqa: E402
+
+__all__ = [
+    "HVT",
+    "HVTHead",
+    "Hiera",
+    "HieraHead",
+    "LayerDecayOptimWrapperConstructor",
+    "require_ava",
+]
+
+LayerDecayOptimWrapperConstructor = layer_decay_constructor()
+if "LayerDecayOptimWrapperConstructor" not in OPTIM_WRAPPER_CONSTRUCTORS.module_dict:
+    OPTIM_WRAPPER_CONSTRUCTORS.register_module(
+        name="LayerDecayOptimWrapperConstructor", module=LayerDecayOptimWrapperConstructor
+    )
+allow_mmengine_checkpoints()
+
+#: Parameter-name prefixes of the official classifier, which lives in the head here.
+_CLASSIFIER_PREFIXES = ("norm.", "head.")
+
+
+def _log(msg: str) -> None:
+    print_log(msg, logger="current")
+
+
+def require_ava() -> None:
+    """Raises a clear ``ImportError`` unless AVA detection can be built: MMDetection's
+    ``FastRCNN`` and MMAction2's ``AVARoIHead``, which MMAction2 registers into MMDetection's
+    registry only when ``mmdet`` and mmcv's compiled ops import (it skips them silently)."""
+    try:
+        from mmdet.registry import MODELS as DET_MODELS
+    except ImportError as err:
+        raise ImportError(
+            f"AVA detection needs MMDetection ({err}): pip install 'hiera_backbones[mmdet]'"
+        ) from None
+    import mmdet.models  # noqa: F401  (registers FastRCNN)
+
+    if "AVARoIHead" not in DET_MODELS.module_dict:
+        raise ImportError(
+            "MMAction2 did not register AVARoIHead in MMDetection's registry: mmaction.models."
+            "roi_heads failed to import, usually because mmcv was installed without its "
+            "compiled ops (mmcv-lite). Install mmcv 2.1.0 built with MMCV_WITH_OPS=1."
+        )
+
+
+# ---------------------------------------------------------------------- backbones
+def _load_backbone(module: nn.Module, init_cfg: Mapping) -> None:
+    """``Pretrained`` for a video backbone. Tries, in order:
+
+    1. a whole-model mmengine checkpoint (e.g. a Kinetics recognizer, to start AVA from) whose
+       ``prefix`` weights fit this backbone except for output norms this model adds (kept at
+       their initialization) and a classifier it does not have (ignored);
+    2. :func:`~hiera_backbones.mm_common.load_pretrained`: converter output, official files
+       and ``"<model>:<tag>"`` (converted on the fly), exact mmengine checkpoints.
+    """
+    checkpoint = init_cfg.get("checkpoint")
+    if not checkpoint or not isinstance(checkpoint, str):
+        raise ValueError(f"init_cfg {dict(init_cfg)} needs checkpoint='<file, model:tag or URL>'")
+    prefix = init_cfg.get("prefix") or "backbone."
+    path = _fetch(checkpoint)
+    state = _prefixed_state(path, prefix)
+    if state is not None:
+        own = module.state_dict()
+        missing = [k for k in own if k not in state]
+        extra = [k for k in state if k not in own]
+        wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
+        relaxed = (
+            not wrong
+            and all(k.startswith("out_norms.") for k in missing)
+            and all(k.startswith(_CLASSIFIER_PREFIXES) for k in extra)
+        )
+        if relaxed and (missing or extra):
+            module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+            skipped = f"; kept initialized: {', '.join(missing)}" if missing else ""
+            ignored = f"; ignored: {', '.join(sorted({k.split('.')[0] for k in extra}))}.*"
+            _log(f"{type(module).__name__}: loaded the '{prefix}' weights of {path}"
+                 f"{skipped}{ignored if extra else ''}")
+            return
+    load_pretrained(module, {**dict(init_cfg), "checkpoint": path})
+
+
+class _VideoBackboneMixin:
+    """mmengine glue shared by the video backbones: ``init_cfg`` handling, input padding, and
+    one tensor out when one stage is requested."""
+
+    pad_input: bool
+
+    def init_weights(self) -> None:
+        if self.is_init:
+            return super().init_weights()  # mmengine warns about the second call
+        cfgs = self.init_cfg or []
+        cfgs = [cfgs] if isinstance(cfgs, Mapping) else list(cfgs)
+        pretrained = [c for c in cfgs if c.get("type") == "Pretrained"]
+        others = [c for c in cfgs if c.get("type") != "Pretrained"]
+        saved, self.init_cfg = self.init_cfg, others or None
+        try:
+            super().init_weights()
+        finally:
+            self.init_cfg = saved
+        if pretrained:
+            _load_backbone(self, pretrained[-1])
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 5:
+            return x  # the model's own check reports the shape
+        mh, mw = self.size_multiple[-2:]
+        ph, pw = -x.shape[-2] % mh, -x.shape[-1] % mw
+        # Bottom/right zeros (= the mean colour after normalization): pixel coordinates, and
+        # so RoIs, stay valid.
+        return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """``(N, C, T, H, W)`` -> the requested stage maps ``(N, C_i, T', H / s_i, W / s_i)``:
+        one tensor for one stage, else a tuple."""
+        if self.pad_input:
+            x = self._pad(x)
+        outs = super().forward(x)
+        return outs[0] if len(outs) == 1 else outs
+
+
+def _video_size(input_size: Sequence[int], arch: str) -> tuple[int, int, int]:
+    size = tuple(int(s) for s in input_size)
+    if len(size) != 3:
+        raise ValueError(f"{arch}: input_size must be (T, H, W) for video, got {input_size}")
+    return size
+
+
+def _no_classifier(kwargs: Mapping, arch: str) -> None:
+    if kwargs.get("num_classes"):
+        raise ValueError(
+            f"{arch}: num_classes is the head's in MMAction2 (cls_head=dict(type='HieraHead' or "
+            "'HVTHead', num_classes=...)); the backbone returns feature maps"
+        )
+
+
+@MODELS.register_module(name="Hiera")
+class Hiera(_VideoBackboneMixin, _Hiera, BaseModule):
+    """Hiera video backbone for MMAction2: ``(N, C, T/2, H/s, W/s)`` maps, ``s`` = 4, 8, 16, 32.
+
+    Args:
+        arch: a video model of :data:`~hiera_backbones.models.HIERA_CONFIGS`
+            (``hiera_{base,base_plus,large,huge}_16x224``).
+        input_size: ``(T, H, W)`` the position embedding is kept at (pretrained weights are
+            resized to it once); other inputs with T even and H, W multiples of 32 still run
+            (resized on the fly).
+        out_indices: stages to return (default: the last, as the official classifier and the
+            paper's AVA head use); later stages are not computed.
+        out_norm: LayerNorm on each returned map (``out_norms.<stage>``; for RoI heads).
+        pad_input: pad H, W at the bottom/right to multiples of 32 (full-frame AVA testing).
+        drop_path_rate, grad_checkpointing: stochastic depth; activation checkpointing.
+        init_cfg: e.g. ``dict(type='Pretrained', checkpoint='hiera_base_16x224:mae_k400')``.
+        **kwargs: any other :class:`hiera_backbones.models.Hiera` argument (e.g. ``stages``,
+            ``embed_dim`` for a reduced model).
+    """
+
+    def __init__(
+        self,
+        arch: str = "hiera_base_16x224",
+        input_size: Sequence[int] = (16, 224, 224),
+        out_indices: Sequence[int] = (3,),
+        out_norm: bool = False,
+        pad_input: bool = False,
+        drop_path_rate: float = 0.0,
+        grad_checkpointing: bool = False,
+        init_cfg: dict | list[dict] | None = None,
+        **kwargs,
+    ) -> None:
+        videos = [n for n, c in HIERA_CONFIGS.items() if len(c["patch_stride"]) == 3]
+        if arch not in videos:
+            raise ValueError(f"unknown Hiera arch {arch!r} for video; choose from {videos}")
+        _no_classifier(kwargs, arch)
+        kwargs = {
+            **HIERA_CONFIGS[arch],
+            **kwargs,
+            "arch": arch,
+            "input_size": _video_size(input_size, arch),
+            "out_indices": tuple(out_indices),
+            "out_norm": out_norm,
+            "drop_path_rate": drop_path_rate,
+            "grad_checkpointing": grad_checkpointing,
+        }
+        super().__init__(**kwargs)
+        self.pad_input = bool(pad_input)
+        self.init_cfg = copy.deepcopy(init_cfg)
+
+
+@MODELS.register_module(name="HVT")
+class HVT(_VideoBackboneMixin, _HVT, BaseModule):
+    """Video HVT for MMAction2 (2D pooling over space, space-time tokens of ``(2, p, p)``
+    pixels): ``(N, C, T/2, H/s, W/s)`` maps with ``s = patch_size * 2**k`` after ``k`` pools.
+
+    Args:
+        arch: a variant of :data:`~hiera_backbones.models.HVT_CONFIGS`. ``hvt_s_4`` pools after
+            blocks 0, 3, 6, 9 (strides 16 ... 256); ``hvt_s_1`` pools only after block 0, so its
+            last stage, all 12 blocks deep, has stride 32 (the AVA configs use it).
+        input_size: ``(T, H, W)`` the position embeddings are kept at.
+        patch_size: spatial patch size (official 16).
+        out_indices: stages to return (default: the last).
+        temporal_pool: also halve time at every pool.
+        out_norm, pad_input, drop_path_rate, grad_checkpointing, init_cfg: as :class:`Hiera`;
+            ``init_cfg`` takes image HVT weights (official releases, ``hvt_s_4:in1k``), inflated
+            to video on load.
+        **kwargs: any other :class:`hiera_backbones.models.HVT` argument.
+    """
+
+    def __init__(
+        self,
+        arch: str = "hvt_s_4",
+        input_size: Sequence[int] = (16, 224, 224),
+        patch_size: int = 16,
+        out_indices: Sequence[int] | None = None,
+        out_norm: bool = False,
+        temporal_pool: bool = False,
+        pad_input: bool = False,
+        drop_path_rate: float = 0.0,
+        grad_checkpointing: bool = False,
+        init_cfg: dict | list[dict] | None = None,
+        **kwargs,
+    ) -> None:
+        if arch not in HVT_CONFIGS:
+            raise ValueError(f"unknown HVT arch {arch!r}; choose from {sorted(HVT_CONFIGS)}")
+        if kwargs.get("pooling", "2d") != "2d" or not kwargs.get("video", True):
+            raise ValueError(f"{arch}: MMAction2 needs the video model (pooling='2d', video=True)")
+        _no_classifier(kwargs, arch)
+        kwargs = {**HVT_CONFIGS[arch], **kwargs}
+        if out_indices is None:
+            pools = hvt_pool_blocks(kwargs.get("depth", 12), kwargs["pool_block_width"])
+            out_indices = (len(pools),)
+        kwargs.update(
+            arch=arch,
+            input_size=_video_size(input_size, arch),
+            patch_size=patch_size,
+            pooling="2d",
+            video=True,
+            temporal_pool=temporal_pool,
+            out_indices=tuple(out_indices),
+            out_norm=out_norm,
+            drop_path_rate=drop_path_rate,
+            grad_checkpointing=grad_checkpointing,
+        )
+        super().__init__(**kwargs)
+        self.pad_input = bool(pad_input)
+        self.init_cfg = copy.deepcopy(init_cfg)
+
+
+# ---------------------------------------------------------------------- heads
+def _classifier_state(head: HieraHead, path: str, prefix: str | None) -> dict[str, torch.Tensor]:
+    """The classifier tensors of ``path`` under the head's names (``norm.*``, ``fc_cls.*``)."""
+    raw = read_checkpoint(path)
+    content = raw.content
+    meta = content.get("meta")
+    ours = isinstance(meta, Mapping) and meta.get("format") == "hiera_backbones"
+    state = content.get("state_dict")
+    if isinstance(state, Mapping) and not ours:
+        # An mmengine checkpoint (a trained recognizer): its cls_head.* as they are.
+        p = prefix or "cls_head."
+        found = {k.removeprefix("module."): v for k, v in state.items()}
+        found = {k[len(p):]: v for k, v in found.items() if k.startswith(p)}
+        if found:
+            return found
+    # Any Hiera / HVT format: official fine-tuned files, `hiera-convert --keep-head` output.
+    weights = read_backbone_weights(path)
+    if not weights.head:
+        raise CheckpointError(
+            f"{path} has no classifier (norm/head), e.g. an MAE or backbone-only file: train "
+            f"the head from scratch (no cls_head.init_cfg)"
+        )
+    is_hvt = weights.arch.startswith(("hvt", "scale_hvt"))
+    if is_hvt != head.norm_first:
+        want = "HVTHead" if is_hvt else "HieraHead"
+        raise CheckpointError(
+            f"{path} holds a {weights.arch} classifier; use cls_head=dict(type='{want}') (the "
+            "official models differ in the order of norm and mean pooling)"
+        )
+    out = {}
+    for k, v in weights.head.items():
+        if k.startswith("norm."):
+            out[k] = v
+        elif k.startswith(("head.projection.", "head.")):
+            out["fc_cls." + k.rsplit(".", 1)[1]] = v
+    return out
+
+
+@MODELS.register_module()
+class HieraHead(BaseHead):
+    """The official Hiera classifier as an MMAction2 head: the mean over all positions of the
+    last map (or of a ``(N, C)`` feature), ``norm`` (LayerNorm), dropout, ``fc_cls``.
+
+    Args:
+        num_classes, in_channels, loss_cls: as :class:`mmaction.models.heads.BaseHead`; any other
+            ``BaseHead`` argument (``label_smooth_eps``, ``average_clips``, ``topk``) too.
+        dropout_ratio: dropout before ``fc_cls`` (the paper: 0.3 for B/B+, 0.5 for L/H).
+        init_scale: ``fc_cls`` starts from trunc-normal(0.02) times this (official 0.001, so
+            fine-tuning starts from near-uniform predictions); bias 0.
+        init_cfg: ``dict(type='Pretrained', checkpoint=...)`` loads the classifier of a
+            fine-tuned file (official ``{"model_state"}``, ``"<model>:<tag>"``, converter output
+            with ``--keep-head``: ``norm.*`` and ``head.projection.*``) or the ``cls_head.*`` of
+            a trained recognizer (``prefix`` to change it).
+    """
+
+    norm_first = False
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        loss_cls: dict | None = None,
+        dropout_ratio: float = 0.0,
+        init_scale: float = 0.001,
+        init_cfg: dict | list[dict] | None = None,
+        **kwargs,
+    ) -> None:
+        if num_classes < 1 or in_channels < 1:
+            raise ValueError(
+                f"{type(self).__name__}: num_classes and in_channels must be >= 1, got "
+                f"{num_classes} and {in_channels}"
+            )
+        loss_cls = loss_cls or dict(type="CrossEntropyLoss")
+        super().__init__(num_classes, in_channels, loss_cls, init_cfg=init_cfg, **kwargs)
+        self.init_scale = float(init_scale)
+        self.norm = nn.LayerNorm(in_channels, eps=1e-6)
+        self.dropout = nn.Dropout(dropout_ratio) if dropout_ratio > 0 else nn.Identity()
+        self.fc_cls = nn.Linear(in_channels, num_classes)
+
+    def init_weights(self) -> None:
+        nn.init.ones_(self.norm.weight)
+        nn.init.zeros_(self.norm.bias)
+        nn.init.trunc_normal_(self.fc_cls.weight, std=0.02)
+        self.fc_cls.weight.data.mul_(self.init_scale)
+        nn.init.zeros_(self.fc_cls.bias)
+        cfgs = self.init_cfg or []
+        cfgs = [cfgs] if isinstance(cfgs, Mapping) else list(cfgs)
+        pretrained = [c for c in cfgs if c.get("type") == "Pretrained"]
+        if pretrained:
+            self.load_classifier(pretrained[-1]["checkpoint"], pretrained[-1].get("prefix"))
+
+    def load_classifier(self, checkpoint: str, prefix: str | None = None) -> None:
+        """Loads the classifier of ``checkpoint`` (see ``init_cfg``); raises
+        :class:`~hiera_backbones.checkpoints.CheckpointError` if it does not fit."""
+        path = _fetch(checkpoint)
+        state = _classifier_state(self, path, prefix)
+        own = self.state_dict()
+        if set(state) != set(own):
+            raise CheckpointError(
+                f"{path}: classifier keys {sorted(state)} do not match the head's {sorted(own)}"
+            )
+        for k, v in state.items():
+            if v.shape != own[k].shape:
+                raise CheckpointError(
+                    f"{path}: the classifier's {k} is {tuple(v.shape)}, this head's is "
+                    f"{tuple(own[k].shape)} (num_classes={self.num_classes}, in_channels="
+                    f"{self.in_channels}); fine-tune a new head instead (no cls_head.init_cfg)"
+                )
+        self.load_state_dict(state, strict=True)
+        _log(f"{type(self).__name__}: loaded the classifier of {path}")
+
+    def pre_logits(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """Pooled, normalized features ``(N, C)``."""
+        if isinstance(x, (tuple, list)):
+            x = x[-1]  # the deepest requested stage
+        if x.dim() < 2 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{type(self).__name__}: expected (N, {self.in_channels}, ...) features, got "
+                f"shape {tuple(x.shape)}; set in_channels to the backbone's out_channels[-1]"
+            )
+        if x.dim() == 2:
+            return self.norm(x)
+        tokens = x.flatten(2).transpose(1, 2)  # (N, T'H'W', C)
+        if self.norm_first:
+            return self.norm(tokens).mean(dim=1)
+        return self.norm(tokens.mean(dim=1))
+
+    def forward(self, x: torch.Tensor | Sequence[torch.Tensor], **kwargs) -> torch.Tensor:
+        """Class scores ``(N, num_classes)``."""
+        return self.fc_cls(self.dropout(self.pre_logits(x)))
+
+
+@MODELS.register_module()
+class HVTHead(HieraHead):
+    """The official HVT classifier: ``norm`` on every token, then the mean, dropout, ``fc_cls``
+    (``head.*`` of official checkpoints). Arguments as :class:`HieraHead`."""
+
+    norm_first = True
