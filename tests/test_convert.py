@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 import re
 import subprocess
 import sys
@@ -260,7 +261,7 @@ def _bad_files(tmp_path, sources):
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(good[: len(good) // 2])
     garbage = tmp_path / "garbage.pth"
-    garbage.write_bytes(os.urandom(4096))
+    garbage.write_bytes(random.Random(0).randbytes(4096))
     empty = tmp_path / "empty.pth"
     empty.write_bytes(b"")
     resnet = tmp_path / "resnet.pth"
