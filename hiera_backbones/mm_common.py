@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "PretrainedInitMixin",
     "allow_mmengine_checkpoints",
     "layer_decay_constructor",
     "layer_decay_rules",
@@ -367,3 +368,28 @@ def setup_cpu_distributed(cfg: Any, launcher: str) -> bool:
         dist_cfg["backend"] = "gloo"
         cfg.env_cfg = {**env, "dist_cfg": dist_cfg}
     return True
+
+
+class PretrainedInitMixin:
+    """``init_weights`` for our mmengine backbones: ``Pretrained`` entries of ``init_cfg`` are
+    loaded by :meth:`load_pretrained_cfg` (mmengine's ``PretrainedInit`` reads only
+    ``{'state_dict'}`` files, with no conversion and no position-embedding resizing); any other
+    initializer is left to mmengine."""
+
+    def load_pretrained_cfg(self, init_cfg: Mapping[str, Any]) -> None:
+        load_pretrained(self, init_cfg)
+
+    def init_weights(self) -> None:
+        if self.is_init:
+            return super().init_weights()  # mmengine warns about the second call
+        cfgs = self.init_cfg or []
+        cfgs = [cfgs] if isinstance(cfgs, Mapping) else list(cfgs)
+        pretrained = [c for c in cfgs if c.get("type") == "Pretrained"]
+        others = [c for c in cfgs if c.get("type") != "Pretrained"]
+        saved, self.init_cfg = self.init_cfg, others or None
+        try:
+            super().init_weights()
+        finally:
+            self.init_cfg = saved
+        if pretrained:
+            self.load_pretrained_cfg(pretrained[-1])

@@ -61,6 +61,7 @@ from mmengine.model import BaseModule  # noqa: E402
 
 from .checkpoints import CheckpointError, read_backbone_weights, read_checkpoint  # noqa: E402
 from .mm_common import (  # noqa: E402
+    PretrainedInitMixin,
     _fetch,
     _prefixed_state,
     allow_mmengine_checkpoints,
@@ -152,26 +153,14 @@ def _load_backbone(module: nn.Module, init_cfg: Mapping) -> None:
     load_pretrained(module, {**dict(init_cfg), "checkpoint": path})
 
 
-class _VideoBackboneMixin:
-    """mmengine glue shared by the video backbones: ``init_cfg`` handling, input padding, and
-    one tensor out when one stage is requested."""
+class _VideoBackboneMixin(PretrainedInitMixin):
+    """mmengine glue shared by the video backbones: ``init_cfg`` handling (recognizer
+    checkpoints too), input padding, and one tensor out when one stage is requested."""
 
     pad_input: bool
 
-    def init_weights(self) -> None:
-        if self.is_init:
-            return super().init_weights()  # mmengine warns about the second call
-        cfgs = self.init_cfg or []
-        cfgs = [cfgs] if isinstance(cfgs, Mapping) else list(cfgs)
-        pretrained = [c for c in cfgs if c.get("type") == "Pretrained"]
-        others = [c for c in cfgs if c.get("type") != "Pretrained"]
-        saved, self.init_cfg = self.init_cfg, others or None
-        try:
-            super().init_weights()
-        finally:
-            self.init_cfg = saved
-        if pretrained:
-            _load_backbone(self, pretrained[-1])
+    def load_pretrained_cfg(self, init_cfg: Mapping) -> None:
+        _load_backbone(self, init_cfg)
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5:

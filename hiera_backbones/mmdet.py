@@ -35,7 +35,7 @@ from mmdet.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.model import BaseModule
 from torch import nn
 
-from .mm_common import allow_mmengine_checkpoints, layer_decay_constructor, load_pretrained
+from .mm_common import PretrainedInitMixin, allow_mmengine_checkpoints, layer_decay_constructor
 from .models.hiera import HIERA_CONFIGS
 from .models.hiera import Hiera as _Hiera
 from .models.hvt import HVT as _HVT
@@ -50,27 +50,6 @@ OPTIM_WRAPPER_CONSTRUCTORS.register_module(
 allow_mmengine_checkpoints()
 
 
-class _PretrainedInitMixin:
-    """``init_weights`` that handles ``Pretrained`` entries of ``init_cfg`` itself (mmengine's
-    ``PretrainedInit`` reads only ``{'state_dict'}`` files, with no conversion and no position
-    embedding resizing) and leaves any other initializer to mmengine."""
-
-    def init_weights(self) -> None:
-        if self.is_init:
-            return super().init_weights()  # mmengine warns about the second call
-        cfgs = self.init_cfg or []
-        cfgs = [cfgs] if isinstance(cfgs, dict) else list(cfgs)
-        pretrained = [c for c in cfgs if c.get("type") == "Pretrained"]
-        others = [c for c in cfgs if c.get("type") != "Pretrained"]
-        saved, self.init_cfg = self.init_cfg, others or None
-        try:
-            super().init_weights()
-        finally:
-            self.init_cfg = saved
-        if pretrained:
-            load_pretrained(self, pretrained[-1])
-
-
 def _check_input_size(input_size: Sequence[int], arch: str) -> tuple[int, int]:
     size = tuple(int(s) for s in input_size)
     if len(size) != 2:
@@ -79,7 +58,7 @@ def _check_input_size(input_size: Sequence[int], arch: str) -> tuple[int, int]:
 
 
 @MODELS.register_module(name="Hiera")
-class Hiera(_PretrainedInitMixin, _Hiera, BaseModule):
+class Hiera(PretrainedInitMixin, _Hiera, BaseModule):
     """Hiera image backbone for MMDetection: NCHW maps at strides 4/8/16/32.
 
     Args:
@@ -125,7 +104,7 @@ class Hiera(_PretrainedInitMixin, _Hiera, BaseModule):
 
 
 @MODELS.register_module(name="HVT")
-class HVT(_PretrainedInitMixin, _HVT, BaseModule):
+class HVT(PretrainedInitMixin, _HVT, BaseModule):
     """HVT backbone for MMDetection with 2D (grid) pooling: NCHW maps at strides
     ``patch_size * 2**k``; ``patch_size=4`` gives 4/8/16/32/64 for HVT-S-4's five stages.
 
