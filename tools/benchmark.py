@@ -63,7 +63,6 @@ def build(impl: str, name: str, size: tuple[int, ...]) -> tuple[torch.nn.Module,
 
         kwargs = {"input_size": size}
         if name.startswith(("hvt", "scale_hvt")):
-            kwargs = {"input_size": size}
             if len(size) == 3:
                 kwargs.update(pooling="2d", video=True)
             elif size != (224, 224):
