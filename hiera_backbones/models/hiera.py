@@ -317,13 +317,15 @@ class Hiera(StageBackbone):
         coarse = [g // q**levels for g, q in zip(grid, self.q_stride)]
         digits = [self.q_stride[d] for _ in range(remaining) for d in range(dims)]
         x = x.view(batch, *coarse, *digits, channels)
-        perm = [0, x.dim() - 1]
+        perm = [0]
         for d in range(dims):
             perm.append(1 + d)
             perm += [1 + dims + j * dims + d for j in reversed(range(remaining))]
         out_grid = [c * q**remaining for c, q in zip(coarse, self.q_stride)]
-        # Contiguous NC(T)HW; only a stage with no digits left to reorder needs this copy.
-        return x.permute(perm).reshape(batch, channels, *out_grid).contiguous()
+        # Two cheap copies beat one: raster order moving whole channel rows, then one
+        # (tokens, C) -> (C, tokens) transpose to contiguous NC(T)HW.
+        x = x.permute(perm + [x.dim() - 1]).reshape(batch, -1, channels)
+        return x.transpose(1, 2).reshape(batch, channels, *out_grid).contiguous()
 
     def _pos_embed(self, grid: Sequence[int]) -> torch.Tensor:
         """Raster-ordered ``(1, N, C)`` position embedding for a token grid."""

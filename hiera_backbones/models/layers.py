@@ -16,14 +16,19 @@ units contiguous, the window split is a view, the fused CPU / GPU kernels accept
 q, k, v directly, and their output is already laid out token-major, so neither side of the
 attention copies (the official code permutes ``qkv`` into a 5-D layout, which also forces the
 unfused math kernel).
+
+Without autograd on CPU, blocks take a fused path (:mod:`hiera_backbones.models.cpu_fusion`):
+bias, GELU and both residual adds run inside the oneDNN GEMMs.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath, Mlp
+from timm.layers import DropPath
 from torch import nn
+
+from .cpu_fusion import fused_linear, use_fusion
 
 __all__ = ["Attention", "Block", "DropPath", "Mlp", "max_pool_tokens"]
 
@@ -84,13 +89,15 @@ class Attention(nn.Module):
             return 1
         return num_tokens // (self.q_stride * self.window_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention of ``x``; with ``residual`` (fused path only) returns ``residual + attn``."""
         batch, tokens, _ = x.shape
         units = self.num_units(tokens)
         windows = units if self.use_mask_unit_attn else 1
         heads, head_dim = self.heads, self.head_dim
         # (B * windows, tokens per window, heads, head_dim) views of q, k, v: no copy.
-        q, k, v = self.qkv(x).view(batch * windows, -1, 3, heads, head_dim).unbind(2)
+        qkv = fused_linear(x, self.qkv) if residual is not None else self.qkv(x)
+        q, k, v = qkv.view(batch * windows, -1, 3, heads, head_dim).unbind(2)
         if self.q_stride > 1:
             q = q.view(batch, units, self.q_stride, -1, heads, head_dim).amax(2)
             q = q.view(batch * windows, -1, heads, head_dim)
@@ -98,7 +105,36 @@ class Attention(nn.Module):
             q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         )
         # Fused kernels return (..., tokens, heads, head_dim) memory: this reshape is a view.
-        return self.proj(out.transpose(1, 2).reshape(batch, -1, self.dim_out))
+        out = out.transpose(1, 2).reshape(batch, -1, self.dim_out)
+        if residual is not None:
+            return fused_linear(out, self.proj, residual=residual)
+        return self.proj(out)
+
+
+class Mlp(nn.Module):
+    """``fc2(act(fc1(x)))`` (timm's ``Mlp`` keys); the fused path adds GELU and a residual
+    inside the GEMMs."""
+
+    def __init__(
+        self, dim: int, hidden_dim: int, act_layer: type[nn.Module] = nn.GELU
+    ) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = act_layer()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        # oneDNN has GELU (erf and tanh) as a GEMM epilogue; other activations run unfused.
+        gelu = type(self.act) is nn.GELU
+        self._fused_gelu = self.act.approximate if gelu else None
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """``fc2(act(fc1(x)))``; with ``residual`` (fused path only) adds it in ``fc2``."""
+        if residual is None:
+            return self.fc2(self.act(self.fc1(x)))
+        if self._fused_gelu is not None:
+            hidden = fused_linear(x, self.fc1, gelu=self._fused_gelu)
+        else:
+            hidden = self.act(fused_linear(x, self.fc1))
+        return fused_linear(hidden, self.fc2, residual=residual)
 
 
 class Block(nn.Module):
@@ -132,6 +168,8 @@ class Block(nn.Module):
             self.proj = nn.Linear(dim, dim_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fusable(x):
+            return self._forward_fused(x)
         x_norm = self.norm1(x)
         if self.dim != self.dim_out:
             # The transition residual comes from the *normalized* input (official Hiera).
@@ -139,3 +177,24 @@ class Block(nn.Module):
             x = max_pool_tokens(self.proj(x_norm), self.attn.q_stride, units)
         x = x + self.drop_path(self.attn(x_norm))
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def _fusable(self, x: torch.Tensor) -> bool:
+        """Fused path only for the stock layers (a wrapped or swapped ``Linear``, e.g. LoRA,
+        must run its own forward) and when stochastic depth is off."""
+        if self.training and isinstance(self.drop_path, DropPath):
+            return False
+        if type(self.attn) is not Attention or type(self.mlp) is not Mlp:
+            return False
+        layers = [self.attn.qkv, self.attn.proj, self.mlp.fc1, self.mlp.fc2]
+        if self.dim != self.dim_out:
+            layers.append(self.proj)
+        return all(type(layer) is nn.Linear for layer in layers) and use_fusion(x, self)
+
+    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` without autograd: residual adds happen inside the output GEMMs."""
+        x_norm = self.norm1(x)
+        if self.dim != self.dim_out:
+            units = self.attn.num_units(x.shape[1])
+            x = max_pool_tokens(fused_linear(x_norm, self.proj), self.attn.q_stride, units)
+        x = self.attn(x_norm, residual=x)
+        return self.mlp(self.norm2(x), residual=x)
