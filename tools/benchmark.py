@@ -5,7 +5,12 @@ For every (model, input) pair: parameters, counted multiply-adds, forward and fo
 throughput and peak memory. Hiera is also run through the official implementation
 (``hiera-transformer``, built at the input size, ``return_intermediates=True``) and timm
 (``forward_intermediates``, images only), interleaved round by round so that load on the machine
-hits every implementation alike; ratios are of medians. Writes a Markdown table and a PNG plot.
+hits every implementation alike; a ratio is the median over rounds of the two implementations'
+times in the same round. Writes a Markdown table and a PNG plot.
+
+Forward timing runs under ``torch.inference_mode`` (our CPU forward then takes its fused oneDNN
+path, see ``hiera_backbones.models.cpu_fusion``; ``HIERA_BACKBONES_CPU_FUSION=0`` times the
+plain path); forward+backward is a training step through autograd.
 
     python tools/benchmark.py                                   # the README's CPU set
     python tools/benchmark.py --models hiera_base_224 --inputs image224 --batch 8 --rounds 10
@@ -102,6 +107,11 @@ def count_macs(fn: Callable, x: torch.Tensor) -> float:
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         fn(x)
     return counter.get_total_flops() / 2  # a multiply-add is two FLOPs
+
+
+def paired_ratio(reference: list[float], ours: list[float]) -> float:
+    """Median over rounds of ``reference time / our time`` within each round."""
+    return statistics.median(r / o for r, o in zip(reference, ours))
 
 
 class Timer:
@@ -227,6 +237,9 @@ def run(args: argparse.Namespace) -> list[dict]:
             for impl in steps:
                 info[impl][f"{key}_s"] = statistics.median(times[impl])
                 info[impl][f"{key}_per_s"] = batch / info[impl][f"{key}_s"]
+                # Ratios pair the runs of one round (seconds apart), so load that drifts
+                # over the run cancels; the median over rounds is reported.
+                info[impl][f"{key}_times"] = times[impl]
         if args.memory:
             for impl in impls:
                 info[impl]["mem_mb"] = peak_memory_mb(
@@ -236,12 +249,15 @@ def run(args: argparse.Namespace) -> list[dict]:
             row = {"model": name, "input": input_key, "batch": batch, "impl": impl, **info[impl]}
             for ref in ("official", "timm"):
                 if ref in info and impl == "ours":
-                    row[f"fwd_vs_{ref}"] = info[ref]["fwd_s"] / info["ours"]["fwd_s"]
                     ours, other = info["ours"], info[ref]
-                    if "fwd_bwd_s" in ours:
-                        row[f"fwd_bwd_vs_{ref}"] = other["fwd_bwd_s"] / ours["fwd_bwd_s"]
+                    for key in ("fwd", "fwd_bwd"):
+                        if f"{key}_times" in ours:
+                            row[f"{key}_vs_{ref}"] = paired_ratio(
+                                other[f"{key}_times"], ours[f"{key}_times"]
+                            )
                     if "mem_mb" in ours:
                         row[f"mem_vs_{ref}"] = ours["mem_mb"] / max(other["mem_mb"], 1e-3)
+            row = {k: v for k, v in row.items() if not k.endswith("_times")}
             rows.append(row)
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
                               for k, v in row.items()}), flush=True)
@@ -269,7 +285,8 @@ def _fmt(row: dict, key: str, spec: str = ".1f", suffix: str = "") -> str:
 def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     lines = [
         f"Machine: {machine_description(args.device)}. Device {args.device}, {args.dtype}, "
-        f"median of {args.rounds} interleaved rounds after {args.warmup} warm-up steps.",
+        f"median of {args.rounds} interleaved rounds after {args.warmup} warm-up steps; "
+        "ratios are medians of per-round ratios.",
         "",
         "| model | input | batch | impl | params (M) | GMACs | fwd /s | fwd+bwd /s | peak MB "
         "| fwd vs official | fwd vs timm | fwd+bwd vs official | mem vs official |",
@@ -327,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["ours", "official", "timm"])
     parser.add_argument("--batch", type=int, default=0,
                         help="batch size (default: 8 for image224, 1 otherwise)")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=10,
+                        help="interleaved timing rounds (shared machines are noisy: use more)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--no-backward", dest="backward", action="store_false",
                         help="skip forward+backward timing")

@@ -32,6 +32,11 @@ from .cpu_fusion import fused_linear, use_fusion
 
 __all__ = ["Attention", "Block", "DropPath", "Mlp", "max_pool_tokens"]
 
+#: Largest q/k/v or MLP hidden tensor the fused path materializes at once; bigger inputs are
+#: processed in chunks (also keeps these tensors under glibc's 32 MB mmap threshold, so they
+#: reuse heap memory instead of faulting in fresh pages on every call).
+_CHUNK_BYTES = 16 * 2**20
+
 
 def max_pool_tokens(x: torch.Tensor, stride: int, num_units: int = 1) -> torch.Tensor:
     """Max-pools a unit-major ``(B, N, C)`` sequence by ``stride``.
@@ -94,21 +99,37 @@ class Attention(nn.Module):
         batch, tokens, _ = x.shape
         units = self.num_units(tokens)
         windows = units if self.use_mask_unit_attn else 1
+        # Attention groups (B * windows) of contiguous tokens: a view in unit-major order.
+        groups = x.reshape(batch * windows, tokens // windows, self.dim)
+        if residual is None:
+            out = self._attend(self.qkv(groups), units // windows)
+            return self.proj(out.view(batch, -1, self.dim_out))
+        # Fused path: q, k, v for a few groups at a time, so the 3x wide projection of a
+        # large input (stage 1 of a batch, a detection image) stays cache-sized.
+        group_bytes = groups.shape[1] * 3 * self.dim_out * x.element_size()
+        chunk = max(1, _CHUNK_BYTES // group_bytes)
+        outs = [
+            self._attend(fused_linear(part, self.qkv), units // windows)
+            for part in groups.split(chunk)
+        ]
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        return fused_linear(out.view(batch, -1, self.dim_out), self.proj, residual=residual)
+
+    def _attend(self, qkv: torch.Tensor, units_per_group: int) -> torch.Tensor:
+        """``(groups, tokens, 3 * dim_out)`` packed projections -> ``(groups, tokens', dim_out)``
+        attention output (``tokens' = tokens / q_stride``)."""
+        groups, tokens, _ = qkv.shape
         heads, head_dim = self.heads, self.head_dim
-        # (B * windows, tokens per window, heads, head_dim) views of q, k, v: no copy.
-        qkv = fused_linear(x, self.qkv) if residual is not None else self.qkv(x)
-        q, k, v = qkv.view(batch * windows, -1, 3, heads, head_dim).unbind(2)
+        # (groups, tokens, heads, head_dim) views of q, k, v: no copy.
+        q, k, v = qkv.view(groups, tokens, 3, heads, head_dim).unbind(2)
         if self.q_stride > 1:
-            q = q.view(batch, units, self.q_stride, -1, heads, head_dim).amax(2)
-            q = q.view(batch * windows, -1, heads, head_dim)
+            q = q.view(groups, units_per_group, self.q_stride, -1, heads, head_dim).amax(2)
+            q = q.view(groups, -1, heads, head_dim)
         out = F.scaled_dot_product_attention(
             q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         )
         # Fused kernels return (..., tokens, heads, head_dim) memory: this reshape is a view.
-        out = out.transpose(1, 2).reshape(batch, -1, self.dim_out)
-        if residual is not None:
-            return fused_linear(out, self.proj, residual=residual)
-        return self.proj(out)
+        return out.transpose(1, 2).reshape(groups, -1, self.dim_out)
 
 
 class Mlp(nn.Module):
@@ -130,6 +151,16 @@ class Mlp(nn.Module):
         """``fc2(act(fc1(x)))``; with ``residual`` (fused path only) adds it in ``fc2``."""
         if residual is None:
             return self.fc2(self.act(self.fc1(x)))
+        rows = max(1, _CHUNK_BYTES // (self.fc1.out_features * x.element_size()))
+        if x.shape[:-1].numel() <= rows:
+            return self._fused(x, residual)
+        # Large inputs (stage 1 of a batch or of a detection image): the 4x hidden tensor
+        # in row chunks stays cache-friendly and never becomes the memory peak.
+        flat_x, flat_res = x.reshape(-1, x.shape[-1]), residual.reshape(-1, residual.shape[-1])
+        chunks = [self._fused(a, b) for a, b in zip(flat_x.split(rows), flat_res.split(rows))]
+        return torch.cat(chunks).view(residual.shape)
+
+    def _fused(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         if self._fused_gelu is not None:
             hidden = fused_linear(x, self.fc1, gelu=self._fused_gelu)
         else:

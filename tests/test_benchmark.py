@@ -1,0 +1,49 @@
+"""tools/benchmark.py: one small real run, and its ratio arithmetic."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import benchmark  # noqa: E402
+
+
+def test_paired_ratio_cancels_drifting_load():
+    # The machine gets 3x slower halfway: every implementation is hit in the same round.
+    ours = [1.0, 1.0, 3.0, 3.0, 3.0]
+    official = [1.5, 1.5, 4.5, 4.5, 4.5]
+    assert benchmark.paired_ratio(official, ours) == pytest.approx(1.5)
+    # A ratio of medians is thrown off when the slowdown lands between two implementations'
+    # rounds: here it would say 4.5 / 1.0.
+    assert benchmark.paired_ratio([1.5, 4.5, 4.5], [1.0, 1.0, 3.0]) < 4.5 / 1.0
+
+
+def test_small_run_writes_table_plot_and_json(tmp_path):
+    out, plot, raw = tmp_path / "b.md", tmp_path / "b.png", tmp_path / "b.json"
+    code = benchmark.main([
+        "--models", "hiera_tiny_224", "--inputs", "image224", "--batch", "1", "--rounds", "1",
+        "--out", str(out), "--plot", str(plot), "--json", str(raw),
+    ])
+    assert code == 0
+    rows = {r["impl"]: r for r in json.loads(raw.read_text())}
+    assert set(rows) == {"ours", "official", "timm"}
+    # Every implementation counts the same model: Hiera-T 224 is 4.9 GMACs (paper Tab. 2).
+    for row in rows.values():
+        assert row["gmacs"] == pytest.approx(4.9, abs=0.1)
+        assert row["params_m"] == pytest.approx(27.14, abs=0.01)  # 27.9 M with the head
+        assert row["fwd_per_s"] > 0 and row["fwd_bwd_per_s"] > 0
+    assert rows["ours"]["fwd_vs_official"] > 0 and rows["ours"]["fwd_bwd_vs_timm"] > 0
+    table = out.read_text()
+    assert table.count("| hiera_tiny_224 | image224 | 1 |") == 3
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_no_matching_pair_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        benchmark.main(["--models", "hiera_base_16x224", "--inputs", "image224",
+                        "--out", str(tmp_path / "b.md"), "--plot", str(tmp_path / "b.png")])
+    assert "video models" in capsys.readouterr().err
