@@ -30,9 +30,11 @@ from torch import nn
 __all__ = [
     "PretrainedInitMixin",
     "allow_mmengine_checkpoints",
+    "fetch_checkpoint",
     "layer_decay_constructor",
     "layer_decay_rules",
     "load_pretrained",
+    "mmengine_state_with_prefix",
     "mmengine_safe_globals",
     "setup_cpu_distributed",
 ]
@@ -224,7 +226,7 @@ def _log(msg: str, level: int = logging.INFO) -> None:
     print_log(msg, logger="current", level=level)
 
 
-def _fetch(spec: str) -> str:
+def fetch_checkpoint(spec: str) -> str:
     """A local path, ``"<model>:<tag>"`` (official files) or an http(s) URL -> a local file."""
     from .checkpoints.convert import resolve_source
 
@@ -249,7 +251,7 @@ def _fetch(spec: str) -> str:
     return dst
 
 
-def _prefixed_state(path: str, prefix: str) -> dict[str, torch.Tensor] | None:
+def mmengine_state_with_prefix(path: str, prefix: str) -> dict[str, torch.Tensor] | None:
     """The ``prefix`` keys (prefix stripped) of an mmengine-style ``{'state_dict': ...}`` file
     not written by our converter (e.g. a trained detector); None for any other file."""
     from .checkpoints.io import read_checkpoint
@@ -305,9 +307,9 @@ def load_pretrained(module: nn.Module, init_cfg: Mapping[str, Any]) -> None:
     if not checkpoint or not isinstance(checkpoint, str):
         raise ValueError(f"init_cfg {dict(init_cfg)} needs checkpoint='<file, model:tag or URL>'")
     prefix = init_cfg.get("prefix") or "backbone."
-    path = _fetch(checkpoint)
+    path = fetch_checkpoint(checkpoint)
     name = type(module).__name__
-    state = _prefixed_state(path, prefix)
+    state = mmengine_state_with_prefix(path, prefix)
     if state is not None and not _mismatch(module, state):
         module.load_state_dict(state, strict=True)
         _log(f"{name}: loaded the '{prefix}' weights of {path}")

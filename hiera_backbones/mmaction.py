@@ -62,11 +62,11 @@ from mmengine.model import BaseModule  # noqa: E402
 from .checkpoints import CheckpointError, read_backbone_weights, read_checkpoint  # noqa: E402
 from .mm_common import (  # noqa: E402
     PretrainedInitMixin,
-    _fetch,
-    _prefixed_state,
     allow_mmengine_checkpoints,
+    fetch_checkpoint,
     layer_decay_constructor,
     load_pretrained,
+    mmengine_state_with_prefix,
 )
 from .models.hiera import HIERA_CONFIGS  # noqa: E402
 from .models.hiera import Hiera as _Hiera  # noqa: E402
@@ -131,8 +131,8 @@ def _load_backbone(module: nn.Module, init_cfg: Mapping) -> None:
     if not checkpoint or not isinstance(checkpoint, str):
         raise ValueError(f"init_cfg {dict(init_cfg)} needs checkpoint='<file, model:tag or URL>'")
     prefix = init_cfg.get("prefix") or "backbone."
-    path = _fetch(checkpoint)
-    state = _prefixed_state(path, prefix)
+    path = fetch_checkpoint(checkpoint)
+    state = mmengine_state_with_prefix(path, prefix)
     if state is not None:
         own = module.state_dict()
         missing = [k for k in own if k not in state]
@@ -399,7 +399,7 @@ class HieraHead(BaseHead):
     def load_classifier(self, checkpoint: str, prefix: str | None = None) -> None:
         """Loads the classifier of ``checkpoint`` (see ``init_cfg``); raises
         :class:`~hiera_backbones.checkpoints.CheckpointError` if it does not fit."""
-        path = _fetch(checkpoint)
+        path = fetch_checkpoint(checkpoint)
         state = _classifier_state(self, path, prefix)
         own = self.state_dict()
         if set(state) != set(own):

@@ -28,28 +28,14 @@ from collections.abc import Mapping
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from mmengine.config import DictAction
+    from hiera_backbones.mm_cli import add_runner_arguments, parse_runner_args
 
     parser = argparse.ArgumentParser(description="Train / test an MMAction2 model (mmengine)")
     parser.add_argument("config", help="config file")
     parser.add_argument("--test", metavar="CKPT", help="only evaluate CKPT with the test loop")
     parser.add_argument("--out", help="with --test: also dump the raw predictions (.pkl)")
-    parser.add_argument("--work-dir", help="where logs and checkpoints go "
-                        "(default: ./work_dirs/<config name>)")
-    parser.add_argument("--amp", action="store_true", help="mixed precision (AmpOptimWrapper)")
-    parser.add_argument("--auto-scale-lr", action="store_true",
-                        help="scale the lr by total batch / auto_scale_lr.base_batch_size")
-    parser.add_argument("--resume", nargs="?", type=str, const="auto",
-                        help="resume from CKPT, or from the latest checkpoint in the work dir")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction,
-                        help="override config entries, e.g. train_dataloader.batch_size=4")
-    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"],
-                        default="none", help="job launcher (torchrun: pytorch)")
-    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK.
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
-    return args
+    add_runner_arguments(parser, training=True)
+    return parse_runner_args(parser, argv)
 
 
 def _is_mmengine_checkpoint(spec: str) -> bool:
@@ -83,67 +69,40 @@ def _use_weights_file(cfg, spec: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from mmengine.config import Config
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-
     import hiera_backbones.mmaction  # noqa: F401  (DRN wheel fix, registrations, safe resume)
     from hiera_backbones.checkpoints import CheckpointError
+    from hiera_backbones.mm_cli import (
+        UsageError,
+        apply_training_options,
+        build_runner,
+        load_config,
+        print_metrics,
+    )
     from hiera_backbones.mm_common import setup_cpu_distributed
 
-    if not os.path.isfile(args.config):
-        print(f"error: config {args.config} does not exist", file=sys.stderr)
-        return 2
-    if args.out is not None and (args.test is None or not args.out.endswith((".pkl", ".pickle"))):
-        print("error: --out needs --test and a .pkl or .pickle file", file=sys.stderr)
-        return 2
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    if cfg.model.get("type") == "FastRCNN":
-        hiera_backbones.mmaction.require_ava()
-    if args.work_dir:
-        cfg.work_dir = args.work_dir
-    elif cfg.get("work_dir") is None:
-        name = os.path.splitext(os.path.basename(args.config))[0]
-        cfg.work_dir = os.path.join("./work_dirs", name)
     from_weights = False
-    if args.test is not None:
-        try:
-            mmengine_file = _is_mmengine_checkpoint(args.test)
-        except CheckpointError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        if mmengine_file:
-            cfg.load_from = args.test
-        else:
-            _use_weights_file(cfg, args.test)
-            from_weights = True
-        cfg.resume = False
-    if args.amp:
-        wrapper = cfg.optim_wrapper.get("type", "OptimWrapper")
-        if wrapper == "AmpOptimWrapper":
-            print("AmpOptimWrapper is already set in the config", file=sys.stderr)
-        else:
-            cfg.optim_wrapper.type = "AmpOptimWrapper"
-            cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
-    if args.auto_scale_lr:
-        if "base_batch_size" not in cfg.get("auto_scale_lr", {}):
-            print("error: --auto-scale-lr needs auto_scale_lr.base_batch_size in the config",
-                  file=sys.stderr)
-            return 2
-        cfg.auto_scale_lr.enable = True
-    if args.test is None:
-        if args.resume == "auto":
-            cfg.resume = True
-            cfg.load_from = None
-        elif args.resume is not None:
-            cfg.resume = True
-            cfg.load_from = args.resume
+    try:
+        if args.out is not None and (
+            args.test is None or not args.out.endswith((".pkl", ".pickle"))
+        ):
+            raise UsageError("--out needs --test and a .pkl or .pickle file")
+        cfg = load_config(args)
+        if cfg.model.get("type") == "FastRCNN":
+            hiera_backbones.mmaction.require_ava()
+        if args.test is not None:
+            if _is_mmengine_checkpoint(args.test):
+                cfg.load_from = args.test
+            else:
+                _use_weights_file(cfg, args.test)
+                from_weights = True
+            cfg.resume = False
+        apply_training_options(cfg, args, resume=args.test is None)
+    except (UsageError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     setup_cpu_distributed(cfg, args.launcher)
 
-    runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg)
+    runner = build_runner(cfg)
     if args.test is None:
         runner.train()
         return 0
@@ -158,11 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         from mmengine.evaluator import DumpResults
 
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    metrics = runner.test()
-    from mmengine.dist import is_main_process
-
-    if is_main_process():
-        print(metrics)
+    print_metrics(runner.test())
     return 0
 
 
