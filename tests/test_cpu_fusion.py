@@ -193,3 +193,18 @@ def test_environment_switch_turns_fusion_off():
     env = {**os.environ, "HIERA_BACKBONES_CPU_FUSION": "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_broken_fused_ops_fall_back_with_one_warning(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("mkldnn: unsupported post-op\nmore detail")
+
+    monkeypatch.setattr(cpu_fusion, "_self_check_passed", None)
+    monkeypatch.setattr(cpu_fusion, "fused_linear", broken)
+    model = _hiera()
+    x = torch.randn(1, 3, 224, 224)
+    with pytest.warns(RuntimeWarning, match="fails \\(mkldnn: unsupported post-op\\)"):
+        with torch.no_grad():
+            out = model(x)
+    assert cpu_fusion._self_check_passed is False
+    assert _max_diff(out, _plain(model, x)) == 0  # the plain path ran

@@ -23,11 +23,13 @@ linear weights while the model is in use for inference.
 from __future__ import annotations
 
 import os
+import warnings
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules import module as _module
 
@@ -76,9 +78,43 @@ def cpu_fusion(enabled: bool) -> Iterator[None]:
         _enabled = previous
 
 
+_self_check_passed: bool | None = None  # None: not run yet
+
+
+def _self_check() -> bool:
+    """Runs each fused op once on a tiny input against the plain ops. A build whose oneDNN
+    lacks or mis-handles one of them (e.g. some non-x86 builds) falls back, with one warning."""
+    global _self_check_passed
+    if _self_check_passed is None:
+        gen = torch.Generator().manual_seed(0)
+        x, residual = torch.randn(5, 8, generator=gen), torch.randn(5, 16, generator=gen)
+        layer = nn.Linear(8, 16)
+        with torch.no_grad():
+            expected = [layer(x), F.gelu(layer(x)), layer(x) + residual]
+            try:
+                got = [
+                    fused_linear(x, layer),
+                    fused_linear(x, layer, gelu="none"),
+                    fused_linear(x, layer, residual=residual),
+                ]
+                ok = all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got, expected))
+                problem = "gives different numbers"
+            except RuntimeError as err:
+                ok, problem = False, f"fails ({str(err).splitlines()[0]})"
+        if not ok:
+            warnings.warn(
+                f"hiera_backbones: oneDNN's fused linear {problem} in this PyTorch build; "
+                "using the plain CPU path", RuntimeWarning, stacklevel=3,
+            )
+        _self_check_passed = ok
+    return _self_check_passed
+
+
 def use_fusion(x: torch.Tensor, module: nn.Module) -> bool:
     """Whether ``module`` may run ``x`` through the fused (autograd-free) path."""
     if not _enabled or _ops is None or x.device.type != "cpu" or x.dtype not in _fused_dtypes:
+        return False
+    if not _self_check():
         return False
     if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
         return False
