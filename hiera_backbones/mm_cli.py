@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "apply_training_options",
     "build_runner",
     "load_config",
+    "owned_process_group",
     "parse_runner_args",
     "print_metrics",
 ]
@@ -107,3 +110,19 @@ def print_metrics(metrics: Any) -> None:
 
     if is_main_process():
         print(metrics)
+
+
+@contextmanager
+def owned_process_group() -> Iterator[None]:
+    """Destroys, on leaving, a default process group created inside the block (by
+    ``setup_cpu_distributed`` or the runner); a group that already existed is left alone.
+    A gloo group left for interpreter exit to tear down can abort the process ("terminate
+    called without an active exception") after a run that otherwise succeeded."""
+    import torch.distributed as dist
+
+    existed = dist.is_available() and dist.is_initialized()
+    try:
+        yield
+    finally:
+        if not existed and dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()

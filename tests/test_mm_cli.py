@@ -73,3 +73,34 @@ def test_auto_scale_lr_needs_a_base_batch_size(tmp_path):
     args = _args([str(path), "--auto-scale-lr"])
     with pytest.raises(UsageError, match="base_batch_size"):
         apply_training_options(load_config(args), args)
+
+
+def _gloo_group():
+    import socket
+
+    import torch.distributed as dist
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+
+
+def test_owned_process_group_destroys_only_what_it_created():
+    import torch.distributed as dist
+
+    from hiera_backbones.mm_cli import owned_process_group
+
+    assert not dist.is_initialized()
+    with owned_process_group():
+        _gloo_group()  # as setup_cpu_distributed / the runner would
+        assert dist.is_initialized()
+    assert not dist.is_initialized()  # no gloo group left for interpreter exit
+
+    _gloo_group()  # a caller's own group survives the tool
+    try:
+        with owned_process_group():
+            pass
+        assert dist.is_initialized()
+    finally:
+        dist.destroy_process_group()

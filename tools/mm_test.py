@@ -30,7 +30,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from hiera_backbones.mm_cli import UsageError, build_runner, load_config, print_metrics
+    from hiera_backbones.mm_cli import (
+        UsageError,
+        build_runner,
+        load_config,
+        owned_process_group,
+        print_metrics,
+    )
     from hiera_backbones.mm_common import allow_mmengine_checkpoints, setup_cpu_distributed
 
     allow_mmengine_checkpoints()
@@ -45,16 +51,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cfg.load_from = args.checkpoint
     cfg.resume = False
-    setup_cpu_distributed(cfg, args.launcher)
-
-    runner = build_runner(cfg)
-    if args.out is not None:
-        if cfg.get("default_scope") == "mmdet":
-            from mmdet.evaluation import DumpDetResults as Dump
-        else:
-            from mmengine.evaluator import DumpResults as Dump
-        runner.test_evaluator.metrics.append(Dump(out_file_path=args.out))
-    print_metrics(runner.test())
+    with owned_process_group():
+        setup_cpu_distributed(cfg, args.launcher)
+        runner = build_runner(cfg)
+        if args.out is not None:
+            if cfg.get("default_scope") == "mmdet":
+                from mmdet.evaluation import DumpDetResults as Dump
+            else:
+                from mmengine.evaluator import DumpResults as Dump
+            runner.test_evaluator.metrics.append(Dump(out_file_path=args.out))
+        print_metrics(runner.test())
     return 0
 
 

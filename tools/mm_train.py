@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         apply_training_options,
         build_runner,
         load_config,
+        owned_process_group,
     )
     from hiera_backbones.mm_common import allow_mmengine_checkpoints, setup_cpu_distributed
 
@@ -44,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    setup_cpu_distributed(cfg, args.launcher)
-    build_runner(cfg).train()
+    with owned_process_group():
+        setup_cpu_distributed(cfg, args.launcher)
+        build_runner(cfg).train()
     return 0
 
 

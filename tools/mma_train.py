@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         apply_training_options,
         build_runner,
         load_config,
-        print_metrics,
+        owned_process_group,
     )
     from hiera_backbones.mm_common import setup_cpu_distributed
 
@@ -100,9 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    setup_cpu_distributed(cfg, args.launcher)
+    with owned_process_group():
+        setup_cpu_distributed(cfg, args.launcher)
+        return _run(build_runner(cfg), args, from_weights)
 
-    runner = build_runner(cfg)
+
+def _run(runner, args: argparse.Namespace, from_weights: bool) -> int:
+    """Train, or test (``--test``) with the built runner; the process exit code."""
+    from hiera_backbones.checkpoints import CheckpointError
+    from hiera_backbones.mm_cli import print_metrics
+
     if args.test is None:
         runner.train()
         return 0
