@@ -208,3 +208,14 @@ def test_broken_fused_ops_fall_back_with_one_warning(monkeypatch):
             out = model(x)
     assert cpu_fusion._self_check_passed is False
     assert _max_diff(out, _plain(model, x)) == 0  # the plain path ran
+
+
+def test_swapped_activation_is_used_by_the_fused_path():
+    model = _hiera()
+    x = torch.randn(1, 3, 224, 224)
+    before = _plain(model, x)
+    model.blocks[2].mlp.act = nn.ReLU()
+    with torch.no_grad():
+        fused = model(x)
+    assert _max_diff(fused, _plain(model, x)) <= TOL
+    assert _max_diff(fused, before) > 1e-3

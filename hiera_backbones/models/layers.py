@@ -143,9 +143,6 @@ class Mlp(nn.Module):
         self.fc1 = nn.Linear(dim, hidden_dim)
         self.act = act_layer()
         self.fc2 = nn.Linear(hidden_dim, dim)
-        # oneDNN has GELU (erf and tanh) as a GEMM epilogue; other activations run unfused.
-        gelu = type(self.act) is nn.GELU
-        self._fused_gelu = self.act.approximate if gelu else None
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         """``fc2(act(fc1(x)))``; with ``residual`` (fused path only) adds it in ``fc2``."""
@@ -161,8 +158,10 @@ class Mlp(nn.Module):
         return torch.cat(chunks).view(residual.shape)
 
     def _fused(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        if self._fused_gelu is not None:
-            hidden = fused_linear(x, self.fc1, gelu=self._fused_gelu)
+        # oneDNN has GELU (erf and tanh) as a GEMM epilogue; other activations run unfused.
+        # Read from ``self.act`` on each call, so a swapped activation is honoured.
+        if type(self.act) is nn.GELU:
+            hidden = fused_linear(x, self.fc1, gelu=self.act.approximate)
         else:
             hidden = self.act(fused_linear(x, self.fc1))
         return fused_linear(hidden, self.fc2, residual=residual)
