@@ -219,3 +219,30 @@ def test_swapped_activation_is_used_by_the_fused_path():
         fused = model(x)
     assert _max_diff(fused, _plain(model, x)) <= TOL
     assert _max_diff(fused, before) > 1e-3
+
+
+def test_first_call_under_inference_mode_is_fused(monkeypatch, fused_calls):
+    # The self-check runs on the first fused call; under inference_mode (how benchmarks and
+    # predictors run) it once failed on inference tensors and disabled fusion for the process.
+    monkeypatch.setattr(cpu_fusion, "_self_check_passed", None)
+    model = _hiera()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.inference_mode():
+        fused = model(x)
+    assert cpu_fusion._self_check_passed is True
+    assert len(fused_calls) >= 4 * len(model.blocks)
+    assert _max_diff(fused, _plain(model, x)) <= TOL
+
+
+def test_model_built_under_inference_mode_is_fused(fused_calls):
+    x = torch.randn(1, 3, 224, 224)
+    reference = _plain(_hiera(), x)
+    with torch.inference_mode():
+        model = _hiera()  # inference-tensor weights: no version counter, so not cached
+        assert model.blocks[0].attn.qkv.weight.is_inference()
+        first = model(x)
+        model.blocks[0].attn.qkv.weight.mul_(2)  # allowed in inference mode; must be seen
+        second = model(x)
+    assert len(fused_calls) >= 8 * len(model.blocks)
+    assert _max_diff(first, reference) <= TOL
+    assert _max_diff(second, first) > 1e-3

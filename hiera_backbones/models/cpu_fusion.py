@@ -86,10 +86,12 @@ def _self_check() -> bool:
     lacks or mis-handles one of them (e.g. some non-x86 builds) falls back, with one warning."""
     global _self_check_passed
     if _self_check_passed is None:
-        gen = torch.Generator().manual_seed(0)
-        x, residual = torch.randn(5, 8, generator=gen), torch.randn(5, 16, generator=gen)
-        layer = nn.Linear(8, 16)
-        with torch.no_grad():
+        # The first fused call often comes under ``torch.inference_mode``; the check builds
+        # ordinary tensors so that it tests the ops, not inference-tensor rules.
+        with torch.inference_mode(False), torch.no_grad():
+            gen = torch.Generator().manual_seed(0)
+            x, residual = torch.randn(5, 8, generator=gen), torch.randn(5, 16, generator=gen)
+            layer = nn.Linear(8, 16)
             expected = [layer(x), F.gelu(layer(x)), layer(x) + residual]
             try:
                 got = [
@@ -148,6 +150,10 @@ def _forget(key: int) -> None:
 
 
 def _packed_weight(weight: torch.Tensor) -> torch.Tensor:
+    if weight.is_inference():
+        # A model built under inference_mode has no version counter to tell us about in-place
+        # updates, so its weights are not cached; oneDNN takes the plain layout as well.
+        return weight.detach()
     key = id(weight)
     entry = _packed.get(key)
     if (
