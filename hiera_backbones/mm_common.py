@@ -3,6 +3,8 @@
 Nothing here imports mmengine at module import time, so ``hiera_backbones`` stays light; the
 functions that need it import it when called.
 
+* :func:`hiera_arguments`: an adapter's Hiera arguments (official config, user overrides, the
+  adapter's own settings), with one error for an arch of the wrong kind.
 * :func:`layer_decay_rules`: the layer-wise lr decay rule for a model whose ``backbone`` is one of
   our backbones (pure PyTorch).
 * :func:`layer_decay_constructor`: an mmengine optimizer-wrapper constructor applying that rule,
@@ -31,6 +33,7 @@ __all__ = [
     "PretrainedInitMixin",
     "allow_mmengine_checkpoints",
     "fetch_checkpoint",
+    "hiera_arguments",
     "layer_decay_constructor",
     "layer_decay_rules",
     "load_pretrained",
@@ -38,6 +41,21 @@ __all__ = [
     "mmengine_safe_globals",
     "setup_cpu_distributed",
 ]
+
+
+# ---------------------------------------------------------------------- backbone arguments
+def hiera_arguments(
+    arch: str, spatial_dims: int, task: str, overrides: Mapping[str, Any], **settings: Any
+) -> dict[str, Any]:
+    """Arguments of :class:`~hiera_backbones.models.Hiera` for an OpenMMLab backbone: the
+    official config of ``arch``, which must be a ``spatial_dims``-D (2: image, 3: video) model,
+    then the user's ``overrides`` (e.g. ``stages``), then the adapter's own ``settings``."""
+    from .models.hiera import HIERA_CONFIGS
+
+    names = [n for n, c in HIERA_CONFIGS.items() if len(c["patch_stride"]) == spatial_dims]
+    if arch not in names:
+        raise ValueError(f"unknown Hiera arch {arch!r} for {task}; choose from {names}")
+    return {**HIERA_CONFIGS[arch], **overrides, "arch": arch, **settings}
 
 
 # ---------------------------------------------------------------------- layer-wise lr decay

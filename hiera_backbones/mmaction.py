@@ -64,11 +64,11 @@ from .mm_common import (  # noqa: E402
     PretrainedInitMixin,
     allow_mmengine_checkpoints,
     fetch_checkpoint,
+    hiera_arguments,
     layer_decay_constructor,
     load_pretrained,
     mmengine_state_with_prefix,
 )
-from .models.hiera import HIERA_CONFIGS  # noqa: E402
 from .models.hiera import Hiera as _Hiera  # noqa: E402
 from .models.hvt import HVT as _HVT  # noqa: E402
 from .models.hvt import HVT_CONFIGS, hvt_pool_blocks  # noqa: E402
@@ -227,21 +227,17 @@ class Hiera(_VideoBackboneMixin, _Hiera, BaseModule):
         init_cfg: dict | list[dict] | None = None,
         **kwargs,
     ) -> None:
-        videos = [n for n, c in HIERA_CONFIGS.items() if len(c["patch_stride"]) == 3]
-        if arch not in videos:
-            raise ValueError(f"unknown Hiera arch {arch!r} for video; choose from {videos}")
         _no_classifier(kwargs, arch)
-        kwargs = {
-            **HIERA_CONFIGS[arch],
-            **kwargs,
-            "arch": arch,
-            "input_size": _video_size(input_size, arch),
-            "out_indices": tuple(out_indices),
-            "out_norm": out_norm,
-            "drop_path_rate": drop_path_rate,
-            "grad_checkpointing": grad_checkpointing,
-        }
-        super().__init__(**kwargs)
+        super().__init__(
+            **hiera_arguments(
+                arch, 3, "video", kwargs,
+                input_size=_video_size(input_size, arch),
+                out_indices=tuple(out_indices),
+                out_norm=out_norm,
+                drop_path_rate=drop_path_rate,
+                grad_checkpointing=grad_checkpointing,
+            )
+        )
         self.pad_input = bool(pad_input)
         self.init_cfg = copy.deepcopy(init_cfg)
 

@@ -35,8 +35,12 @@ from mmdet.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.model import BaseModule
 from torch import nn
 
-from .mm_common import PretrainedInitMixin, allow_mmengine_checkpoints, layer_decay_constructor
-from .models.hiera import HIERA_CONFIGS
+from .mm_common import (
+    PretrainedInitMixin,
+    allow_mmengine_checkpoints,
+    hiera_arguments,
+    layer_decay_constructor,
+)
 from .models.hiera import Hiera as _Hiera
 from .models.hvt import HVT as _HVT
 from .models.hvt import HVT_CONFIGS
@@ -86,20 +90,16 @@ class Hiera(PretrainedInitMixin, _Hiera, BaseModule):
         init_cfg: dict | list[dict] | None = None,
         **kwargs,
     ) -> None:
-        images = [n for n, c in HIERA_CONFIGS.items() if len(c["patch_stride"]) == 2]
-        if arch not in images:
-            raise ValueError(f"unknown Hiera arch {arch!r} for detection; choose from {images}")
-        kwargs = {
-            **HIERA_CONFIGS[arch],
-            **kwargs,
-            "arch": arch,
-            "input_size": _check_input_size(input_size, arch),
-            "out_indices": tuple(out_indices),
-            "out_norm": out_norm,
-            "drop_path_rate": drop_path_rate,
-            "grad_checkpointing": grad_checkpointing,
-        }
-        super().__init__(**kwargs)
+        super().__init__(
+            **hiera_arguments(
+                arch, 2, "detection", kwargs,
+                input_size=_check_input_size(input_size, arch),
+                out_indices=tuple(out_indices),
+                out_norm=out_norm,
+                drop_path_rate=drop_path_rate,
+                grad_checkpointing=grad_checkpointing,
+            )
+        )
         self.init_cfg = copy.deepcopy(init_cfg)
 
 
