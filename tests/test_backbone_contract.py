@@ -1,0 +1,117 @@
+"""What every backbone promises (the shared base in ``hiera_backbones.models.base``), checked for
+Hiera and HVT in each of its modes: stopping early, output norms, activation checkpointing,
+stochastic depth, autocast and low-precision weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hiera_backbones import build_backbone
+
+HIERA_TINY = dict(stages=(1, 1, 2, 1))  # fast Hiera geometry
+HVT_TINY = dict(embed_dim=32, num_heads=2, depth=4, pool_block_width=1)  # 5 stages
+# name -> (model, constructor arguments, a valid input shape)
+BACKBONES = {
+    "hiera": ("hiera_tiny_224", HIERA_TINY, (2, 3, 64, 96)),
+    "hiera_video": ("hiera_base_16x224", HIERA_TINY, (1, 3, 4, 64, 64)),
+    "hvt_1d": ("hvt_s_4", dict(pooling="1d", input_size=(96, 128), **HVT_TINY), (2, 3, 96, 128)),
+    "hvt_2d": ("hvt_s_4", dict(pooling="2d", **HVT_TINY), (2, 3, 64, 96)),
+    "hvt_video": ("hvt_s_4", dict(pooling="2d", video=True, **HVT_TINY), (1, 3, 4, 64, 64)),
+}
+MAP_BACKBONES = ["hiera", "hvt_2d"]  # those whose outputs are channel-first maps of any size
+STAGE_1_2_REDUCTIONS = {"hiera": [8, 16], "hvt_2d": [32, 64]}  # patch 4 / 16, x2 per stage
+
+
+def _build(kind: str, **kwargs) -> tuple[torch.nn.Module, torch.Tensor]:
+    name, base, shape = BACKBONES[kind]
+    torch.manual_seed(0)
+    return build_backbone(name, **base, **kwargs), torch.randn(shape)
+
+
+@pytest.mark.parametrize("kind", MAP_BACKBONES)
+def test_out_indices_subset_equals_full_output_and_stops_early(kind):
+    full, x = _build(kind)
+    part, _ = _build(kind, out_indices=(1, 2))
+    part.load_state_dict(full.state_dict())
+    calls = []
+    hook = part.blocks[-1].register_forward_hook(lambda *a: calls.append(1))
+    with torch.no_grad():
+        a, b = part.eval()(x)
+        ref = full.eval()(x)
+    hook.remove()
+    assert torch.equal(a, ref[1]) and torch.equal(b, ref[2])
+    assert not calls, "the last stage ran although only stages 1-2 were requested"
+    assert part.out_channels == [ref[1].shape[1], ref[2].shape[1]]
+    assert [f["reduction"] for f in part.feature_info] == STAGE_1_2_REDUCTIONS[kind]
+    assert [f["module"] for f in part.feature_info] == [
+        full.feature_info[1]["module"], full.feature_info[2]["module"]]
+
+
+@pytest.mark.parametrize("kind", MAP_BACKBONES)
+def test_out_norm_is_layernorm_over_channels(kind):
+    plain, x = _build(kind)
+    normed, _ = _build(kind, out_norm=True)
+    with torch.no_grad():
+        for ln in normed.out_norms.values():
+            ln.weight.normal_()
+            ln.bias.normal_()
+    normed.load_state_dict(plain.state_dict(), strict=False)
+    with torch.no_grad():
+        for i, (raw, out) in enumerate(zip(plain.eval()(x), normed.eval()(x))):
+            ln = normed.out_norms[str(i)]
+            ref = F.layer_norm(raw.movedim(1, -1), ln.normalized_shape, ln.weight, ln.bias, 1e-6)
+            torch.testing.assert_close(out, ref.movedim(-1, 1), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["hiera", "hvt_1d", "hvt_2d"])
+def test_gradient_checkpointing_gives_identical_gradients(kind):
+    a, x = _build(kind)
+    b, _ = _build(kind, grad_checkpointing=True)
+    b.load_state_dict(a.state_dict())
+    for m in (a.train(), b.train()):
+        sum(o.square().mean() for o in m(x)).backward()
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, atol=1e-6, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("kind", ["hiera", "hvt_2d"])
+def test_drop_path_is_active_in_training_only(kind):
+    model, x = _build(kind, drop_path_rate=0.5)
+    model.train()
+    torch.manual_seed(1)
+    a = model(x)[-1]
+    torch.manual_seed(2)
+    b = model(x)[-1]
+    assert not torch.allclose(a, b)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x)[-1], model(x)[-1])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("kind", ["hiera", "hvt_1d", "hvt_2d"])
+def test_autocast_low_precision_close_to_fp32(kind, dtype):
+    model, x = _build(kind)
+    model.eval()
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast("cpu", dtype=dtype):
+            low = model(x)
+    for r, lo in zip(ref, low):
+        assert lo.dtype == dtype
+        assert torch.isfinite(lo).all()
+        rel = (lo.float() - r).norm() / r.norm()
+        assert rel < 2e-2, f"relative error {rel:.3g}"
+
+
+@pytest.mark.parametrize("kind", ["hiera", "hiera_video", "hvt_video"])
+def test_bf16_weights_forward_and_backward(kind):
+    model, x = _build(kind)
+    model = model.to(torch.bfloat16).train()
+    outs = model(x.to(torch.bfloat16))
+    assert all(o.dtype == torch.bfloat16 for o in outs)
+    sum(o.float().mean() for o in outs).backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g.float()).all() for g in grads)
