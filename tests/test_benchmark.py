@@ -47,3 +47,14 @@ def test_no_matching_pair_is_a_clear_error(tmp_path, capsys):
         benchmark.main(["--models", "hiera_base_16x224", "--inputs", "image224",
                         "--out", str(tmp_path / "b.md"), "--plot", str(tmp_path / "b.png")])
     assert "video models" in capsys.readouterr().err
+
+
+def test_model_groups_and_unknown_names(tmp_path, capsys):
+    assert benchmark.expand_models(["hiera-video", "hiera_base_16x224", "hvt_s_4"]) == [
+        "hiera_base_16x224", "hiera_base_plus_16x224", "hiera_huge_16x224",
+        "hiera_large_16x224", "hvt_s_4"]
+    assert len(benchmark.expand_models(["all"])) == 17  # 6 image + 4 video Hiera, 7 HVT
+    with pytest.raises(SystemExit):
+        benchmark.main(["--models", "hiera_bse_224", "--out", str(tmp_path / "b.md")])
+    assert "unknown model 'hiera_bse_224'" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -33,6 +33,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from typing import BinaryIO
 
 import torch
 
@@ -50,6 +51,45 @@ PAPER_A100_FP16 = {
     "hiera_base_plus_224": 1247, "hiera_large_224": 531, "hiera_huge_224": 274,
 }
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+#: ``--models`` shorthands: every registered model of a family.
+MODEL_GROUPS = {
+    "all": lambda n: True,
+    "hiera": lambda n: n.startswith("hiera"),
+    "hiera-image": lambda n: n.startswith("hiera") and not _is_video(n),
+    "hiera-video": lambda n: n.startswith("hiera") and _is_video(n),
+    "hvt": lambda n: "hvt" in n,
+}
+
+
+def expand_models(requested: list[str]) -> list[str]:
+    """Registered model names for ``--models`` (groups expanded, order kept, no repeats)."""
+    from hiera_backbones import list_models
+
+    known = list_models()
+    names: list[str] = []
+    for item in requested:
+        if item in MODEL_GROUPS:
+            names += [n for n in known if MODEL_GROUPS[item](n)]
+        elif item in known:
+            names.append(item)
+        else:
+            raise ValueError(f"unknown model {item!r}: use one of {known} or a group "
+                             f"({', '.join(MODEL_GROUPS)})")
+    return list(dict.fromkeys(names))
+
+
+def _write_atomic(path: str, write: Callable) -> None:
+    """Writes through a temporary file renamed into place: never a half-written result."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _is_video(name: str) -> bool:
@@ -319,7 +359,8 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], path: str, args: argparse.Namespace) -> None:
+def plot(rows: list[dict], dest: str | BinaryIO, args: argparse.Namespace) -> None:
+    """Bar chart of forward throughput per (model, input) and implementation, as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -342,12 +383,14 @@ def plot(rows: list[dict], path: str, args: argparse.Namespace) -> None:
                  fontsize=8)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(dest, dpi=120, format="png")
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS,
+                        help="registered names, or the groups " + ", ".join(MODEL_GROUPS))
     parser.add_argument("--inputs", nargs="+", default=list(INPUTS), choices=list(INPUTS))
     parser.add_argument("--impls", nargs="+", default=["ours", "official", "timm"],
                         choices=["ours", "official", "timm"])
@@ -369,6 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", default="benchmark_results.png", help="PNG plot")
     parser.add_argument("--json", help="also write the raw rows as JSON")
     args = parser.parse_args(argv)
+    try:
+        args.models = expand_models(args.models)
+    except ValueError as err:
+        parser.error(str(err))
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
     if args.device == "cpu" and args.dtype != "fp32":
@@ -377,12 +424,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = run(args)
     if not rows:
         parser.error("no (model, input) pair: image models take image inputs, video models video")
-    with open(args.out, "w") as f:
-        f.write(markdown(rows, args))
-    plot(rows, args.plot, args)
+    _write_atomic(args.out, lambda f: f.write(markdown(rows, args).encode()))
+    _write_atomic(args.plot, lambda f: plot(rows, f, args))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        _write_atomic(args.json, lambda f: f.write(json.dumps(rows, indent=1).encode()))
     print(f"wrote {args.out} and {args.plot}")
     return 0
 
