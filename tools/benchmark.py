@@ -360,7 +360,9 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
 
 
 def plot(rows: list[dict], dest: str | BinaryIO, args: argparse.Namespace) -> None:
-    """Bar chart of forward throughput per (model, input) and implementation, as PNG."""
+    """Forward throughput per (model, input) and implementation as a PNG bar chart: log scale
+    (HVT at 224 and Hiera at 1024 differ by 200x), each bar labelled, ours with its ratio to the
+    official model."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -368,20 +370,32 @@ def plot(rows: list[dict], dest: str | BinaryIO, args: argparse.Namespace) -> No
 
     groups = sorted({(r["model"], r["input"]) for r in rows}, key=lambda g: (g[1], g[0]))
     impls = ["ours", "official", "timm"]
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups)), 4))
+    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(groups)), 4.5))
     width = 0.27
+    labelled = set()
     for k, impl in enumerate(impls):
-        values = []
-        for g in groups:
+        for i, g in enumerate(groups):
             match = [r for r in rows if (r["model"], r["input"]) == g and r["impl"] == impl]
-            values.append(match[0]["fwd_per_s"] if match else 0)
-        ax.bar([i + (k - 1) * width for i in range(len(groups))], values, width, label=impl)
+            if not match:
+                continue
+            row, x = match[0], i + (k - 1) * width
+            ax.bar(x, row["fwd_per_s"], width, color=f"C{k}",
+                   label=None if impl in labelled else impl)
+            labelled.add(impl)
+            label = f"{row['fwd_per_s']:.3g}"
+            if "fwd_vs_official" in row:
+                label += f"\n{row['fwd_vs_official']:.2f}×"
+            ax.annotate(label, (x, row["fwd_per_s"]), ha="center", va="bottom", fontsize=6.5,
+                        xytext=(0, 2), textcoords="offset points")
+    ax.set_yscale("log")
+    ax.margins(y=0.25)
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels([f"{m}\n{i}" for m, i in groups], fontsize=7)
-    ax.set_ylabel("forward throughput (samples/s)")
-    ax.set_title(f"{args.device} {args.dtype}: {machine_description(args.device)[:70]}",
-                 fontsize=8)
-    ax.legend()
+    ax.set_ylabel("forward throughput (samples/s, log scale)")
+    batches = ", ".join(sorted({f"{r['input']} batch {r['batch']}" for r in rows}))
+    ax.set_title(f"{args.device} {args.dtype} ({batches}); ours labelled with its speed-up over "
+                 f"the official model\n{machine_description(args.device)[:90]}", fontsize=8)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(dest, dpi=120, format="png")
     plt.close(fig)
