@@ -58,3 +58,21 @@ def test_model_groups_and_unknown_names(tmp_path, capsys):
         benchmark.main(["--models", "hiera_bse_224", "--out", str(tmp_path / "b.md")])
     assert "unknown model 'hiera_bse_224'" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_low_precision_run_and_missing_gpu(tmp_path, capsys):
+    # The GPU table's code path (autocast at bf16), exercised on CPU with a tiny run.
+    raw = tmp_path / "b.json"
+    code = benchmark.main([
+        "--models", "hiera_tiny_224", "--inputs", "image224", "--batch", "1", "--rounds", "1",
+        "--no-backward", "--impls", "ours", "official", "--dtype", "bf16",
+        "--out", str(tmp_path / "b.md"), "--plot", str(tmp_path / "b.png"), "--json", str(raw),
+    ])
+    assert code == 0
+    rows = {r["impl"]: r for r in json.loads(raw.read_text())}
+    assert set(rows) == {"ours", "official"} and rows["ours"]["fwd_vs_official"] > 0
+    assert "cpu, bf16" in (tmp_path / "b.md").read_text()
+    if not benchmark.torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            benchmark.main(["--device", "cuda", "--out", str(tmp_path / "c.md")])
+        assert "no CUDA device" in capsys.readouterr().err
