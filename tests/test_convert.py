@@ -399,3 +399,29 @@ def test_command_line_entry_points(sources, tmp_path):
     assert proc.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'missing.pth'} does not exist"
     ]
+
+
+def test_write_atomic_keeps_the_old_file_when_a_write_fails(tmp_path):
+    from hiera_backbones.checkpoints.io import write_atomic
+
+    dst = tmp_path / "results.json"
+    write_atomic(str(dst), lambda tmp: open(tmp, "w").write("old"))
+    seen = []
+
+    def failing(tmp):
+        seen.append(tmp)
+        open(tmp, "w").write("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(str(dst), failing)
+    assert seen[0].endswith("results.json")  # same suffix: writers that go by it still work
+    assert dst.read_text() == "old"
+    assert sorted(os.listdir(tmp_path)) == ["results.json"]
+    assert dst.stat().st_mode & 0o777 == 0o666 & ~_umask()  # as open() would create it
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current

@@ -33,7 +33,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from typing import BinaryIO
+from pathlib import Path
 
 import torch
 
@@ -78,18 +78,6 @@ def expand_models(requested: list[str]) -> list[str]:
             raise ValueError(f"unknown model {item!r}: use one of {known} or a group "
                              f"({', '.join(MODEL_GROUPS)})")
     return list(dict.fromkeys(names))
-
-
-def _write_atomic(path: str, write: Callable) -> None:
-    """Writes through a temporary file renamed into place: never a half-written result."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _is_video(name: str) -> bool:
@@ -359,7 +347,7 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], dest: str | BinaryIO, args: argparse.Namespace) -> None:
+def plot(rows: list[dict], path: str, args: argparse.Namespace) -> None:
     """Forward throughput per (model, input) and implementation as a PNG bar chart: log scale
     (HVT at 224 and Hiera at 1024 differ by 200x), each bar labelled, ours with its ratio to the
     official model."""
@@ -397,7 +385,7 @@ def plot(rows: list[dict], dest: str | BinaryIO, args: argparse.Namespace) -> No
                  f"the official model\n{machine_description(args.device)[:90]}", fontsize=8)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(dest, dpi=120, format="png")
+    fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
 
 
@@ -438,10 +426,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = run(args)
     if not rows:
         parser.error("no (model, input) pair: image models take image inputs, video models video")
-    _write_atomic(args.out, lambda f: f.write(markdown(rows, args).encode()))
-    _write_atomic(args.plot, lambda f: plot(rows, f, args))
+    from hiera_backbones.checkpoints.io import write_atomic
+
+    write_atomic(args.out, lambda tmp: Path(tmp).write_text(markdown(rows, args)))
+    write_atomic(args.plot, lambda tmp: plot(rows, tmp, args))
     if args.json:
-        _write_atomic(args.json, lambda f: f.write(json.dumps(rows, indent=1).encode()))
+        write_atomic(args.json, lambda tmp: Path(tmp).write_text(json.dumps(rows, indent=1)))
     print(f"wrote {args.out} and {args.plot}")
     return 0
 

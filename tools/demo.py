@@ -24,10 +24,13 @@ import os
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+
+from hiera_backbones.checkpoints.io import write_atomic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 D2_CONFIG = os.path.join(ROOT, "configs", "detectron2", "mask_rcnn_hiera_demo_shapes.py")
@@ -77,7 +80,7 @@ def save_panel(rows: list[tuple[Image.Image, Image.Image]], path: str, scale: in
         y = 18 + r * (h * scale + 4)
         panel.paste(gt.resize((w * scale, h * scale), Image.NEAREST), (0, y))
         panel.paste(pred.resize((w * scale, h * scale), Image.NEAREST), (w * scale + 8, y))
-    panel.save(path)
+    write_atomic(path, panel.save)
 
 
 # ----------------------------------------------------------------------------- detectron2
@@ -267,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         "weights": args.weights or "from scratch",
         "picture": picture,
     }
-    with open(os.path.join(args.output, f"results_{args.framework}.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+    write_atomic(os.path.join(args.output, f"results_{args.framework}.json"),
+                 lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
     print(f"\nCOCO AP on the synthetic validation set ({args.framework}, {args.iters} iterations, "
           f"{summary['train_seconds']:.0f} s of training): box AP {summary['bbox_AP']:.1f}, "
           f"mask AP {summary['segm_AP']:.1f}")

@@ -1,4 +1,5 @@
-"""Safe reading and atomic writing of checkpoint files.
+"""Safe reading and atomic writing of checkpoint files (and of any result file:
+:func:`write_atomic`).
 
 Checkpoints from strangers are untrusted: ``.pth`` files are read with
 ``torch.load(weights_only=True)`` (tensors and plain containers only; a pickle that would run
@@ -15,10 +16,10 @@ import os
 import pickle
 import pickletools
 import re
-import tempfile
+import secrets
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "read_checkpoint",
     "save_atomic",
     "sha256_file",
+    "write_atomic",
 ]
 
 
@@ -198,9 +200,8 @@ def save_atomic(
     folder = os.path.dirname(os.path.abspath(dst))
     if not os.path.isdir(folder):
         raise CheckpointError(f"output folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(dst), dir=folder)
-    os.close(fd)
-    try:
+
+    def save(tmp: str) -> None:
         if dst.endswith(".safetensors"):
             from safetensors.torch import save_file
 
@@ -208,6 +209,20 @@ def save_atomic(
             save_file(tensors, tmp, metadata=dict(safetensors_metadata or {}))
         else:
             torch.save(obj, tmp)
+
+    write_atomic(dst, save)
+
+
+def write_atomic(dst: str, write: Callable[[str], None]) -> None:
+    """Calls ``write(tmp)`` on a temporary path in ``dst``'s folder (same suffix, so writers that
+    go by the extension pick the right format), then renames it to ``dst``: ``dst`` is either
+    the old file or the complete new one, and a failed write leaves no temporary behind."""
+    folder = os.path.dirname(os.path.abspath(dst))
+    # Created like open() would (umask permissions, unlike mkstemp's 0600), with a fresh name.
+    tmp = os.path.join(folder, f".tmp-{secrets.token_hex(6)}-{os.path.basename(dst)}")
+    open(tmp, "xb").close()
+    try:
+        write(tmp)
         os.replace(tmp, dst)
     except BaseException:
         if os.path.exists(tmp):

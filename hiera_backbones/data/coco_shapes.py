@@ -19,10 +19,11 @@ import json
 import math
 import os
 import random
-import tempfile
 from collections.abc import Sequence
 
 from PIL import Image, ImageDraw
+
+from ..checkpoints.io import write_atomic
 
 __all__ = ["SHAPE_CLASSES", "make_coco_shapes"]
 
@@ -80,10 +81,11 @@ def _make_image(rng: random.Random, size: tuple[int, int], max_shapes: int):
 
 
 def _write_json(data: dict, path: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
+    def dump(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+
+    write_atomic(path, dump)
 
 
 def make_coco_shapes(
