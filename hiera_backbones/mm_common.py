@@ -3,8 +3,9 @@
 Nothing here imports mmengine at module import time, so ``hiera_backbones`` stays light; the
 functions that need it import it when called.
 
-* :func:`hiera_arguments`: an adapter's Hiera arguments (official config, user overrides, the
-  adapter's own settings), with one error for an arch of the wrong kind.
+* :func:`hiera_arguments`, :func:`checked_input_size`: an adapter's Hiera arguments (official
+  config, user overrides, the adapter's own settings), with one error for an arch of the wrong
+  kind and one for an ``input_size`` of the wrong length.
 * :func:`layer_decay_rules`: the layer-wise lr decay rule for a model whose ``backbone`` is one of
   our backbones (pure PyTorch).
 * :func:`layer_decay_constructor`: an mmengine optimizer-wrapper constructor applying that rule,
@@ -23,7 +24,7 @@ import collections
 import logging
 import os
 import pickle
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -32,6 +33,7 @@ from torch import nn
 __all__ = [
     "PretrainedInitMixin",
     "allow_mmengine_checkpoints",
+    "checked_input_size",
     "fetch_checkpoint",
     "hiera_arguments",
     "layer_decay_constructor",
@@ -44,18 +46,36 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------- backbone arguments
+def checked_input_size(
+    input_size: Sequence[int], spatial_dims: int, arch: str, task: str
+) -> tuple[int, ...]:
+    """``input_size`` as ints, which must be ``(H, W)`` (2 dims) or ``(T, H, W)`` (3 dims)."""
+    size = tuple(int(s) for s in input_size)
+    if len(size) != spatial_dims:
+        wanted = "(H, W)" if spatial_dims == 2 else "(T, H, W)"
+        raise ValueError(f"{arch}: input_size must be {wanted} for {task}, got {input_size}")
+    return size
+
+
 def hiera_arguments(
-    arch: str, spatial_dims: int, task: str, overrides: Mapping[str, Any], **settings: Any
+    arch: str,
+    spatial_dims: int,
+    task: str,
+    overrides: Mapping[str, Any],
+    input_size: Sequence[int],
+    **settings: Any,
 ) -> dict[str, Any]:
     """Arguments of :class:`~hiera_backbones.models.Hiera` for an OpenMMLab backbone: the
     official config of ``arch``, which must be a ``spatial_dims``-D (2: image, 3: video) model,
-    then the user's ``overrides`` (e.g. ``stages``), then the adapter's own ``settings``."""
+    then the user's ``overrides`` (e.g. ``stages``), then the checked ``input_size`` and the
+    adapter's own ``settings``."""
     from .models.hiera import HIERA_CONFIGS
 
     names = [n for n, c in HIERA_CONFIGS.items() if len(c["patch_stride"]) == spatial_dims]
     if arch not in names:
         raise ValueError(f"unknown Hiera arch {arch!r} for {task}; choose from {names}")
-    return {**HIERA_CONFIGS[arch], **overrides, "arch": arch, **settings}
+    size = checked_input_size(input_size, spatial_dims, arch, task)
+    return {**HIERA_CONFIGS[arch], **overrides, "arch": arch, "input_size": size, **settings}
 
 
 # ---------------------------------------------------------------------- layer-wise lr decay

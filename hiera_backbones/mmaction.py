@@ -63,6 +63,7 @@ from .checkpoints import CheckpointError, read_backbone_weights, read_checkpoint
 from .mm_common import (  # noqa: E402
     PretrainedInitMixin,
     allow_mmengine_checkpoints,
+    checked_input_size,
     fetch_checkpoint,
     hiera_arguments,
     layer_decay_constructor,
@@ -180,13 +181,6 @@ class _VideoBackboneMixin(PretrainedInitMixin):
         return outs[0] if len(outs) == 1 else outs
 
 
-def _video_size(input_size: Sequence[int], arch: str) -> tuple[int, int, int]:
-    size = tuple(int(s) for s in input_size)
-    if len(size) != 3:
-        raise ValueError(f"{arch}: input_size must be (T, H, W) for video, got {input_size}")
-    return size
-
-
 def _no_classifier(kwargs: Mapping, arch: str) -> None:
     if kwargs.get("num_classes"):
         raise ValueError(
@@ -230,8 +224,7 @@ class Hiera(_VideoBackboneMixin, _Hiera, BaseModule):
         _no_classifier(kwargs, arch)
         super().__init__(
             **hiera_arguments(
-                arch, 3, "video", kwargs,
-                input_size=_video_size(input_size, arch),
+                arch, 3, "video", kwargs, input_size,
                 out_indices=tuple(out_indices),
                 out_norm=out_norm,
                 drop_path_rate=drop_path_rate,
@@ -286,7 +279,7 @@ class HVT(_VideoBackboneMixin, _HVT, BaseModule):
             out_indices = (len(pools),)
         kwargs.update(
             arch=arch,
-            input_size=_video_size(input_size, arch),
+            input_size=checked_input_size(input_size, 3, arch, "video"),
             patch_size=patch_size,
             pooling="2d",
             video=True,

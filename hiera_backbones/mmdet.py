@@ -38,6 +38,7 @@ from torch import nn
 from .mm_common import (
     PretrainedInitMixin,
     allow_mmengine_checkpoints,
+    checked_input_size,
     hiera_arguments,
     layer_decay_constructor,
 )
@@ -52,13 +53,6 @@ OPTIM_WRAPPER_CONSTRUCTORS.register_module(
     name="LayerDecayOptimWrapperConstructor", module=LayerDecayOptimWrapperConstructor
 )
 allow_mmengine_checkpoints()
-
-
-def _check_input_size(input_size: Sequence[int], arch: str) -> tuple[int, int]:
-    size = tuple(int(s) for s in input_size)
-    if len(size) != 2:
-        raise ValueError(f"{arch}: input_size must be (H, W) for detection, got {input_size}")
-    return size
 
 
 @MODELS.register_module(name="Hiera")
@@ -92,8 +86,7 @@ class Hiera(PretrainedInitMixin, _Hiera, BaseModule):
     ) -> None:
         super().__init__(
             **hiera_arguments(
-                arch, 2, "detection", kwargs,
-                input_size=_check_input_size(input_size, arch),
+                arch, 2, "detection", kwargs, input_size,
                 out_indices=tuple(out_indices),
                 out_norm=out_norm,
                 drop_path_rate=drop_path_rate,
@@ -137,7 +130,7 @@ class HVT(PretrainedInitMixin, _HVT, BaseModule):
             **HVT_CONFIGS[arch],
             **kwargs,
             "arch": arch,
-            "input_size": _check_input_size(input_size, arch),
+            "input_size": checked_input_size(input_size, 2, arch, "detection"),
             "patch_size": patch_size,
             "pooling": "2d",
             "out_indices": None if out_indices is None else tuple(out_indices),
