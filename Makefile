@@ -4,12 +4,16 @@
 #   make test       build the pinned environment in .venv (first time only), lint, run the tests
 #   make test-slow  also the large-model / large-input parity tests
 #   make env        only build the environment
+#   make test-extras  install each extra alone (.[mmdet], .[mmaction], .[detectron2]) into a fresh
+#                   venv as the README says, import its adapter, run one of our configs
+#                   (EXTRAS="mmdet" for one)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+EXTRAS ?=
 
-.PHONY: env demo test test-slow lint clean
+.PHONY: env demo test test-slow test-extras lint clean
 
 env:
 	@bash requirements/install.sh $(VENV)
@@ -25,6 +29,10 @@ test: env lint
 
 test-slow: env
 	$(PY) -m pytest -q -ra -m "slow or not slow" $(PYTEST_ARGS)
+
+# After env: pip's cache then holds the mmcv wheel env built, so no fresh venv compiles it.
+test-extras: env
+	bash requirements/check_extras.sh $(EXTRAS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

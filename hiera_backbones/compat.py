@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import importlib.util
 import logging
 import os
 import sys
 import types
 
-__all__ = ["patch_mmaction_drn"]
+__all__ = ["patch_mmaction_drn", "patch_mmaction_multimodal"]
 
 logger = logging.getLogger(__name__)
 
 _DRN_PACKAGE = "mmaction.models.localizers.drn"
+_MULTIMODAL_PACKAGE = "mmaction.models.multimodal"
+# What mmaction/models/multimodal/vindlu/modeling_bert.py imports from transformers.modeling_utils
+# (mmaction2 1.2.0); transformers 4.56 dropped them from there, and 5.x kept them out.
+_VINDLU_MODELING_UTILS_NAMES = (
+    "apply_chunking_to_forward",
+    "find_pruneable_heads_and_indices",
+    "prune_linear_layer",
+)
 
 
 def _missing_drn_error(*args, **kwargs):
@@ -66,5 +76,40 @@ def patch_mmaction_drn() -> bool:
     logger.warning(
         "mmaction2 wheel lacks models/localizers/drn (open-mmlab/mmaction2#2714); using a "
         "placeholder DRN so the rest of MMAction2 imports."
+    )
+    return True
+
+
+def patch_mmaction_multimodal() -> bool:
+    """Makes ``import mmaction.models`` work next to transformers >= 4.56 (e.g. 5.x).
+
+    MMAction2 1.2.0 imports its VindLU multimodal models whenever ``transformers>=4.28.0`` is
+    installed (``mmaction.utils.dependency.WITH_MULTIMODAL``, read from package metadata), and
+    VindLU imports ``apply_chunking_to_forward`` (and two more helpers) from
+    ``transformers.modeling_utils``, which transformers 4.56 removed: ``import mmaction.models``
+    then fails with an ``ImportError``. If one of those names is missing, ``WITH_MULTIMODAL`` is
+    turned off, so MMAction2 registers its own placeholders for the three VindLU models (they
+    raise when built) and everything else imports. Any ImportError raised while importing
+    transformers itself is left alone. Call before the first ``import mmaction.models``.
+    Returns True if VindLU was turned off (a one-line warning is logged), False if nothing was
+    needed.
+    """
+    if _MULTIMODAL_PACKAGE in sys.modules:
+        return False  # too late to change anything, and nothing failed
+    from mmaction.utils import dependency  # light: importlib_metadata + mmengine.utils
+
+    if not dependency.WITH_MULTIMODAL:
+        return False  # no transformers >= 4.28: MMAction2 registers placeholders itself
+    # Only when the metadata says transformers is installed: mmaction would import it anyway.
+    modeling_utils = importlib.import_module("transformers.modeling_utils")
+    if all(hasattr(modeling_utils, name) for name in _VINDLU_MODELING_UTILS_NAMES):
+        return False
+    dependency.WITH_MULTIMODAL = False
+    version = importlib.metadata.version("transformers")
+    logger.warning(
+        "transformers %s lacks transformers.modeling_utils.apply_chunking_to_forward (removed in "
+        "4.56), which MMAction2 1.2's VindLU multimodal models import: VindLU is unavailable, the "
+        "rest of MMAction2 works (for VindLU: pip install 'transformers>=4.28,<4.56').",
+        version,
     )
     return True

@@ -36,7 +36,9 @@ spatial_pool_type='max')``). ``pad_input=True`` pads H and W up to the size mult
 Hiera) at the bottom/right, which leaves box coordinates valid: AVA tests on full frames.
 
 Importing this module also works around the mmaction2 1.2.0 wheel bug (open-mmlab/mmaction2#2714,
-one warning line), and lets mmengine resume its own checkpoints on torch >= 2.6 (see
+one warning line) and, next to transformers >= 4.56 (5.x), MMAction2's failing VindLU import (one
+warning line; see :func:`hiera_backbones.compat.patch_mmaction_multimodal`), and lets mmengine
+resume its own checkpoints on torch >= 2.6 (see
 :func:`hiera_backbones.mm_common.allow_mmengine_checkpoints`).
 """
 
@@ -49,9 +51,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .compat import patch_mmaction_drn
+from .compat import patch_mmaction_drn, patch_mmaction_multimodal
 
-patch_mmaction_drn()  # before anything imports mmaction.models
+# Both before anything imports mmaction.models.
+patch_mmaction_drn()
+patch_mmaction_multimodal()
 
 import mmaction.models  # noqa: E402,F401  (registers MMAction2's own modules, AVA heads)
 from mmaction.models.heads import BaseHead  # noqa: E402

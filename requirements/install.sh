@@ -12,7 +12,8 @@ C="$ROOT/requirements/constraints.txt"
 STAMP="$VENV/.hiera_backbones_stamp"
 
 hash_inputs() {
-  cat "$ROOT/requirements/install.sh" "$C" "$ROOT/setup.cfg" | sha256sum | cut -d' ' -f1
+  cat "$ROOT/requirements/install.sh" "$ROOT/requirements/install_detectron2.sh" "$C" \
+    "$ROOT/setup.cfg" | sha256sum | cut -d' ' -f1
 }
 WANT="$(hash_inputs)"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]]; then
@@ -43,24 +44,10 @@ fi
 
 log "OpenMMLab, timm, test reference and tools"
 "${PIP[@]}" mmengine mmdet mmaction2 importlib_metadata decord timm safetensors numpy \
-  hiera-transformer pytest ruff
+  hiera-transformer pytest ruff onnx onnxscript onnxruntime
 
 log "detectron2 (upstream main, from the cp310 sal-detectron2 wheel; pure Python part)"
-SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-if [[ ! -d "$SITE/detectron2" ]]; then
-  TMP="$(mktemp -d)"
-  trap 'rm -rf "$TMP"' EXIT
-  "$PY" -m pip download --no-input --disable-pip-version-check --no-deps --only-binary=:all: \
-    --python-version 3.10 -c "$C" -d "$TMP/wheel" sal-detectron2
-  "$PY" -m zipfile -e "$TMP"/wheel/*.whl "$TMP/unpacked"
-  # _C*.so was built for another torch/python; detectron2 main falls back without it
-  # (only deformable conv and rotated boxes need it).
-  find "$TMP/unpacked/detectron2" -name '_C*.so' -delete
-  cp -r "$TMP/unpacked/detectron2" "$SITE/detectron2.partial"
-  mv "$SITE/detectron2.partial" "$SITE/detectron2"
-fi
-"${PIP[@]}" fvcore iopath omegaconf hydra-core pycocotools yacs tabulate cloudpickle tqdm \
-  matplotlib termcolor
+bash "$ROOT/requirements/install_detectron2.sh" "$PY"
 
 log "this package (editable)"
 "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"

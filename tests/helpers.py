@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import hiera  # the official implementation, hiera-transformer==0.1.4
 import torch
 
 from hiera_backbones import build_backbone
+from hiera_backbones.parity import official_hiera, official_stage_maps
 
 
 def official_model(name: str, **kwargs) -> torch.nn.Module:
     """Builds the official model ``name`` with random weights (never downloads)."""
-    if "input_size" in kwargs and "16x224" in name:
-        # The official video constructors hard-code input_size; build the class directly with
-        # their geometry (checked against the constructors by the key/shape tests).
-        from hiera_backbones.models.hiera import HIERA_CONFIGS
-
-        return hiera.Hiera(num_classes=400, **{**HIERA_CONFIGS[name], **kwargs}).eval()
-    return getattr(hiera, name)(pretrained=False, **kwargs).eval()
+    return official_hiera(name, **kwargs)
 
 
 def backbone_state(official: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -36,9 +30,7 @@ def ours_from(official: torch.nn.Module, name: str, **kwargs) -> torch.nn.Module
 
 def official_maps(official: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """The official stage outputs (channels-last) moved channels-first."""
-    with torch.no_grad():
-        _, inter = official(x, return_intermediates=True)
-    return [t.movedim(-1, 1) for t in inter]
+    return official_stage_maps(official, x)
 
 
 def sharpen_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from hiera_backbones import build_backbone
+from hiera_backbones.parity import FP32_RTOL, max_relative_error
 
 HIERA_TINY = dict(stages=(1, 1, 2, 1))  # fast Hiera geometry
 HVT_TINY = dict(embed_dim=32, num_heads=2, depth=4, pool_block_width=1)  # 5 stages
@@ -62,7 +63,8 @@ def test_out_norm_is_layernorm_over_channels(kind):
         for i, (raw, out) in enumerate(zip(plain.eval()(x), normed.eval()(x))):
             ln = normed.out_norms[str(i)]
             ref = F.layer_norm(raw.movedim(1, -1), ln.normalized_shape, ln.weight, ln.bias, 1e-6)
-            torch.testing.assert_close(out, ref.movedim(-1, 1), atol=1e-5, rtol=1e-5)
+            # The same LayerNorm kernel on the same values (only the layout differs).
+            assert max_relative_error([out], [ref.movedim(-1, 1)]) <= FP32_RTOL
 
 
 @pytest.mark.parametrize("kind", ["hiera", "hvt_1d", "hvt_2d"])
@@ -72,8 +74,12 @@ def test_gradient_checkpointing_gives_identical_gradients(kind):
     b.load_state_dict(a.state_dict())
     for m in (a.train(), b.train()):
         sum(o.square().mean() for o in m(x)).backward()
+    # Recomputation replays the same ops on the same values: rounding can differ only where
+    # a kernel's summation order depends on memory layout, so the fp32 bound applies.
     for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
-        torch.testing.assert_close(pa.grad, pb.grad, atol=1e-6, rtol=1e-5, msg=name)
+        assert (pa.grad is None) == (pb.grad is None), name
+        if pa.grad is not None:
+            assert max_relative_error([pb.grad], [pa.grad]) <= FP32_RTOL, name
 
 
 @pytest.mark.parametrize("kind", ["hiera", "hvt_2d"])
@@ -102,6 +108,8 @@ def test_autocast_low_precision_close_to_fp32(kind, dtype):
     for r, lo in zip(ref, low):
         assert lo.dtype == dtype
         assert torch.isfinite(lo).all()
+        # bf16 / fp16 keep 8 / 11 significant bits (unit roundoff 4e-3 / 5e-4); the autocast
+        # GEMMs round their inputs, so a few blocks give ~0.5 % RMS error for bf16.
         rel = (lo.float() - r).norm() / r.norm()
         assert rel < 2e-2, f"relative error {rel:.3g}"
 

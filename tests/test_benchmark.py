@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import benchmark  # noqa: E402
@@ -22,7 +23,10 @@ def test_paired_ratio_cancels_drifting_load():
     assert benchmark.paired_ratio([1.5, 4.5, 4.5], [1.0, 1.0, 3.0]) < 4.5 / 1.0
 
 
-def test_small_run_writes_table_plot_and_json(tmp_path):
+def test_small_run_writes_table_plot_and_json(tmp_path, monkeypatch):
+    # The "compiled" rows' plumbing with a quick backend; inductor itself: tests/test_deploy.py.
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m: real_compile(m, backend="aot_eager"))
     out, plot, raw = tmp_path / "b.md", tmp_path / "b.png", tmp_path / "b.json"
     code = benchmark.main([
         "--models", "hiera_tiny_224", "--inputs", "image224", "--batch", "1", "--rounds", "1",
@@ -30,7 +34,10 @@ def test_small_run_writes_table_plot_and_json(tmp_path):
     ])
     assert code == 0
     rows = {r["impl"]: r for r in json.loads(raw.read_text())}
-    assert set(rows) == {"ours", "official", "timm"}
+    assert set(rows) == {"ours", "compiled", "official", "timm"}
+    compiled = rows.pop("compiled")
+    assert compiled["fwd_per_s"] > 0 and compiled["fwd_vs_eager"] > 0
+    assert "fwd_bwd_per_s" not in compiled  # forward only
     # Every implementation counts the same model: Hiera-T 224 is 4.9 GMACs (paper Tab. 2).
     for row in rows.values():
         assert row["gmacs"] == pytest.approx(4.9, abs=0.1)
@@ -38,7 +45,7 @@ def test_small_run_writes_table_plot_and_json(tmp_path):
         assert row["fwd_per_s"] > 0 and row["fwd_bwd_per_s"] > 0
     assert rows["ours"]["fwd_vs_official"] > 0 and rows["ours"]["fwd_bwd_vs_timm"] > 0
     table = out.read_text()
-    assert table.count("| hiera_tiny_224 | image224 | 1 |") == 3
+    assert table.count("| hiera_tiny_224 | image224 | 1 |") == 4
     assert plot.read_bytes().startswith(b"\x89PNG")
 
 

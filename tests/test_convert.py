@@ -15,8 +15,14 @@ import hiera
 import pytest
 import timm
 import torch
-from helpers import official_maps, sharpen_
-from hiera.hiera_mae import mae_hiera_base_16x224, mae_hiera_tiny_224
+from checkpoint_files import (
+    load_with_detectron2,
+    load_with_mmengine,
+    save_hub_folder,
+    save_official,
+    save_official_mae,
+)
+from helpers import backbone_state, official_maps, sharpen_
 
 from hiera_backbones import build_backbone
 from hiera_backbones.checkpoints import (
@@ -26,9 +32,9 @@ from hiera_backbones.checkpoints import (
     read_backbone_weights,
 )
 from hiera_backbones.checkpoints.cli import main as cli_main
+from hiera_backbones.parity import FP32_RTOL, assert_maps_close, max_relative_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOL = 1e-4
 
 
 # ----------------------------------------------------------------------------- sources
@@ -44,18 +50,10 @@ def sources(tmp_path_factory, official_tiny):
     root = tmp_path_factory.mktemp("sources")
     state = official_tiny.state_dict()
     out = {}
-    out["official-ft"] = root / "hiera_tiny_224.pth"
-    torch.save({"model_state": state}, out["official-ft"])
-
-    mae = mae_hiera_tiny_224(pretrained=False)
-    mae.load_state_dict({k: v for k, v in state.items() if not k.startswith(("norm.", "head."))},
-                        strict=False)
-    out["official-mae"] = root / "mae_hiera_tiny_224.pth"
-    torch.save({"model_state": mae.state_dict()}, out["official-mae"])
-
-    hub = root / "hub"
-    official_tiny.save_pretrained(str(hub), config=official_tiny.config)
-    out["hub"] = hub
+    out["official-ft"] = save_official(root / "hiera_tiny_224.pth", official_tiny)
+    out["official-mae"] = save_official_mae(root / "mae_hiera_tiny_224.pth", "hiera_tiny_224",
+                                            backbone_state(official_tiny))
+    out["hub"] = save_hub_folder(root / "hub", official_tiny)
 
     timm_model = timm.create_model("hiera_tiny_224", pretrained=False)
     timm_model.load_state_dict(timm.models.hiera.checkpoint_filter_fn(state, timm_model))
@@ -118,8 +116,7 @@ def test_every_source_gives_official_features(source, sources, official_tiny):
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         got = model(x)
-    for a, b in zip(got, official_maps(official_tiny, x)):
-        assert (a - b).abs().max().item() <= TOL
+    assert_maps_close(got, official_maps(official_tiny, x))
 
 
 def test_mae_tensors_are_dropped_and_reported(sources, capsys, tmp_path):
@@ -144,7 +141,8 @@ def test_keep_head_keeps_the_classifier(sources, tmp_path, official_tiny):
     model.load_state_dict(saved["state_dict"], strict=True)
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
-        assert torch.allclose(model.forward_logits(x).softmax(-1), official_tiny(x), atol=1e-5)
+        probs = model.forward_logits(x).softmax(-1)
+        assert max_relative_error([probs], [official_tiny(x)]) <= FP32_RTOL
     with pytest.raises(CheckpointError, match="no classifier head"):
         convert_checkpoint(str(sources["official-mae"]), str(tmp_path / "x.pth"), keep_head=True)
 
@@ -153,7 +151,7 @@ def test_keep_head_keeps_the_classifier(sources, tmp_path, official_tiny):
 def test_targets_hold_only_tensors_with_metadata(target, sources, tmp_path):
     dst = tmp_path / f"{target}.pth"
     meta = convert_checkpoint(str(sources["official-ft"]), str(dst), to=target, verify=True)
-    assert meta["verify_max_abs_diff"] <= TOL
+    assert meta["verify_max_rel_error"] <= FP32_RTOL
     saved = torch.load(dst, weights_only=True)  # tensors and plain containers only
     state = saved["model" if target == "detectron2" else "state_dict"]
     prefix = {"backbone": "", "detectron2": "backbone.bottom_up.", "mmdet": "backbone.",
@@ -175,7 +173,8 @@ def test_safetensors_output_and_reconversion(sources, tmp_path, official_tiny):
     # Our own files convert onward, keeping the architecture metadata.
     again = tmp_path / "d2.pth"
     meta = convert_checkpoint(str(st), str(again), to="detectron2", verify=True)
-    assert meta["source_format"] == "hiera-backbones" and meta["verify_max_abs_diff"] <= TOL
+    assert meta["source_format"] == "hiera-backbones"
+    assert meta["verify_max_rel_error"] <= FP32_RTOL
 
 
 def test_input_size_resizes_pos_embed_once(sources, tmp_path):
@@ -193,9 +192,7 @@ def test_input_size_resizes_pos_embed_once(sources, tmp_path):
 
 def test_video_mae_checkpoint(tmp_path):
     torch.manual_seed(0)
-    mae = mae_hiera_base_16x224(pretrained=False)
-    src = tmp_path / "mae_hiera_base_16x224.pth"
-    torch.save({"model_state": mae.state_dict()}, src)
+    src = save_official_mae(tmp_path / "mae_hiera_base_16x224.pth", "hiera_base_16x224")
     dst = tmp_path / "mmaction.pth"
     meta = convert_checkpoint(str(src), str(dst), to="mmaction", input_size=(8, 224, 224))
     assert meta["arch"] == "hiera_base_16x224" and meta["build_kwargs"]["input_size"] == [8, 224,
@@ -208,45 +205,21 @@ def test_video_mae_checkpoint(tmp_path):
 
 # ----------------------------------------------------------------------------- framework loaders
 def test_detectron2_checkpointer_loads_with_no_missing_keys(sources, tmp_path):
-    from detectron2.checkpoint import DetectionCheckpointer
-
     dst = tmp_path / "d2.pth"
     convert_checkpoint(str(sources["official-mae"]), str(dst), to="detectron2")
-    detector = torch.nn.Module()
-    detector.backbone = torch.nn.Module()
-    detector.backbone.bottom_up = build_backbone("hiera_tiny_224")
-
-    class RecordingCheckpointer(DetectionCheckpointer):
-        def _load_model(self, checkpoint):
-            self.incompatible = super()._load_model(checkpoint)
-            return self.incompatible
-
-    checkpointer = RecordingCheckpointer(detector)
-    checkpointer.load(str(dst))
-    incompatible = checkpointer.incompatible
+    backbone = build_backbone("hiera_tiny_224")
+    incompatible = load_with_detectron2(str(dst), backbone)
     assert not incompatible.missing_keys and not incompatible.unexpected_keys
     ref = torch.load(dst, weights_only=True)["model"]
-    assert torch.equal(detector.backbone.bottom_up.blocks[3].attn.qkv.weight,
+    assert torch.equal(backbone.blocks[3].attn.qkv.weight,
                        ref["backbone.bottom_up.blocks.3.attn.qkv.weight"])
 
 
 @pytest.mark.parametrize("target", ["mmdet", "mmaction"])
 def test_mmengine_loaders_load_with_no_missing_keys(target, sources, tmp_path):
-    from mmengine.model.weight_init import PretrainedInit
-    from mmengine.runner.checkpoint import load_checkpoint
-
     dst = tmp_path / f"{target}.pth"
     convert_checkpoint(str(sources["hf-cls"]), str(dst), to=target)
-    ref = torch.load(dst, weights_only=True)["state_dict"]
-    # load_from-style: the whole detector / recognizer.
-    detector = torch.nn.Module()
-    detector.backbone = build_backbone("hiera_tiny_224")
-    load_checkpoint(detector, str(dst), strict=True)  # raises on any missing key
-    # init_cfg-style: the backbone alone, prefix stripped.
-    backbone = build_backbone("hiera_tiny_224")
-    PretrainedInit(checkpoint=str(dst), prefix="backbone.")(backbone)
-    for name, p in backbone.state_dict().items():
-        assert torch.equal(p, ref["backbone." + name]), name
+    load_with_mmengine(str(dst), build_backbone("hiera_tiny_224"))  # raises on any missing key
 
 
 # ----------------------------------------------------------------------------- bad inputs

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 import timm
 import torch
+from checkpoint_files import hvt_classifier, save_deit, save_hvt_release, timm_vit
 
 from hiera_backbones import build_backbone
 from hiera_backbones.checkpoints import (
@@ -15,24 +14,16 @@ from hiera_backbones.checkpoints import (
     load_backbone_checkpoint,
     read_backbone_weights,
 )
+from hiera_backbones.parity import FP32_RTOL, max_relative_error
 
 
 @pytest.fixture(scope="module")
 def hvt_release(tmp_path_factory):
     """An HVT-S-2 file laid out like the official releases (DeiT training code)."""
     torch.manual_seed(0)
-    model = build_backbone("hvt_s_2", num_classes=1000)
-    path = tmp_path_factory.mktemp("hvt") / "hvt_s_2.pth"
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": {"state": {}, "param_groups": [{"lr": 1e-3}]},
-            "epoch": 299,
-            "args": argparse.Namespace(num_heads=6, pool_block_width=6, pool_kernel_size=3),
-        },
-        path,
-    )
-    return path, model.eval()
+    model = hvt_classifier("hvt_s_2")
+    path = save_hvt_release(tmp_path_factory.mktemp("hvt") / "hvt_s_2.pth", model, "hvt_s_2")
+    return path, model
 
 
 def test_official_release_loads_strictly_and_classifies_the_same(hvt_release, tmp_path):
@@ -42,7 +33,7 @@ def test_official_release_loads_strictly_and_classifies_the_same(hvt_release, tm
     assert weights.backbone["blocks.6.pos_embed"].shape == (1, 48, 384)
     dst = tmp_path / "cls.pth"
     meta = convert_checkpoint(str(path), str(dst), to="backbone", keep_head=True, verify=True)
-    assert meta["verify_max_abs_diff"] == 0.0
+    assert meta["verify_max_abs_diff"] == meta["verify_max_rel_error"] == 0.0
     clf = build_backbone("hvt_s_2", num_classes=1000).eval()
     clf.load_state_dict(torch.load(dst, weights_only=True)["state_dict"], strict=True)
     x = torch.randn(2, 3, 224, 224)
@@ -84,18 +75,10 @@ def test_mmaction_target_gets_inflated_video_weights(hvt_release, tmp_path):
                            input_size=(320, 320))
 
 
-def _timm_vit(class_token=True):
-    return timm.create_model(
-        "vit_small_patch16_224", pretrained=False, class_token=class_token,
-        global_pool="token" if class_token else "avg", fc_norm=False,
-    ).eval()
-
-
 def test_vit_to_hvt_s_0_equals_a_class_token_free_vit(tmp_path):
     torch.manual_seed(0)
-    vit = _timm_vit()
-    src = tmp_path / "deit_s.pth"
-    torch.save({"model": vit.state_dict()}, src)
+    vit = timm_vit()
+    src = save_deit(tmp_path / "deit_s.pth", vit.state_dict())
     dst = tmp_path / "hvt_s_0.pth"
     with pytest.raises(CheckpointError, match="--num-heads"):
         convert_checkpoint(str(src), str(dst), arch="hvt_s_0")
@@ -108,7 +91,7 @@ def test_vit_to_hvt_s_0_equals_a_class_token_free_vit(tmp_path):
     assert "pos_embed[cls]" in meta["dropped"]
     # Reference: timm's ViT without class token, mean-pooled after the final norm, holding the
     # same weights; HVT-S-0 is exactly that model.
-    ref = _timm_vit(class_token=False)
+    ref = timm_vit(class_token=False)
     state = {k: v for k, v in vit.state_dict().items() if k != "cls_token"}
     state["pos_embed"] = state["pos_embed"][:, 1:]
     ref.load_state_dict(state, strict=True)
@@ -116,7 +99,7 @@ def test_vit_to_hvt_s_0_equals_a_class_token_free_vit(tmp_path):
     hvt.load_state_dict(torch.load(dst, weights_only=True)["state_dict"], strict=True)
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
-        assert (hvt.forward_logits(x) - ref(x)).abs().max().item() < 1e-4
+        assert max_relative_error([hvt.forward_logits(x)], [ref(x)]) <= FP32_RTOL
 
 
 def test_mae_vit_with_decoder_and_explicit_heads(tmp_path):
@@ -127,8 +110,7 @@ def test_mae_vit_with_decoder_and_explicit_heads(tmp_path):
     state = {f"module.model.{k}": v for k, v in vit.state_dict().items()}
     state["module.model.mask_token"] = torch.zeros(1, 1, 192)
     state["module.model.decoder_embed.weight"] = torch.zeros(128, 192)
-    src = tmp_path / "mae_lite.pth"
-    torch.save({"model": state}, src)
+    src = save_deit(tmp_path / "mae_lite.pth", state)  # MAE-Lite uses DeiT's layout
     dst = tmp_path / "hvt_ti_1.pth"
     meta = convert_checkpoint(str(src), str(dst), arch="hvt_ti_1", num_heads=12)
     assert meta["build_kwargs"]["num_heads"] == 12

@@ -2,11 +2,22 @@
 
 The plain path is the one tested against the official model with autograd on; here the fused
 path must give the same numbers, really run when it should, and step aside whenever it could
-change behaviour (autograd, hooks, wrapped layers, flop counters, stochastic depth).
+change behaviour (autograd, hooks, wrapped layers, flop counters, stochastic depth, tracers).
+
+"The same numbers" means within :data:`~hiera_backbones.parity.FP32_RTOL` of the map's scale.
+The fused and plain paths differ only in rounding: oneDNN and MKL sum each GEMM's K dimension in
+differently blocked orders (which also change between AVX2 and AVX-512 kernels), and oneDNN's
+GELU epilogue is a few ulps from PyTorch's erf. Those per-op errors are relative to the values
+summed; the residual stream adds them up block after block, so the *absolute* difference scales
+with the map: ~1e-6 relative everywhere, i.e. 1.8e-5 absolute on the sharpened video model
+whose maps reach |x| ~ 21 (an absolute 2e-5 bound failed there on AMD Zen 4).
+:func:`test_fused_error_against_fp64_is_fp32_rounding` shows both paths have the same error
+against an fp64 run.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -19,11 +30,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from hiera_backbones import build_backbone
 from hiera_backbones.models import cpu_fusion, layers
+from hiera_backbones.parity import FP32_RTOL, max_relative_error
 
 pytestmark = pytest.mark.skipif(
     not cpu_fusion.cpu_fusion_available(), reason="this PyTorch build has no oneDNN fused ops"
 )
-TOL = 2e-5
 
 
 @pytest.fixture
@@ -40,7 +51,8 @@ def fused_calls(monkeypatch):
 
 
 def _max_diff(a, b) -> float:
-    return max((x - y).abs().max().item() for x, y in zip(a, b))
+    """Scale-relative difference of the stage maps (see :mod:`hiera_backbones.parity`)."""
+    return max_relative_error(a, b)
 
 
 def _plain(model, x):
@@ -70,7 +82,31 @@ def test_fused_equals_plain(name, shape, fused_calls):
     # 4 fused linears per block (qkv, proj, fc1, fc2) plus the 3 stage-transition projections
     # (more when a large q/k/v projection runs in chunks, as in the video case).
     assert len(fused_calls) >= 4 * len(model.blocks) + 3
-    assert _max_diff(fused, _plain(model, x)) <= TOL
+    assert _max_diff(fused, _plain(model, x)) <= FP32_RTOL
+
+
+def test_fused_error_against_fp64_is_fp32_rounding():
+    # The video model with q-pooling, sharpened weights: the case whose absolute error is largest.
+    model = _hiera("hiera_base_16x224", input_size=(8, 160, 192), stages=(1, 1, 2, 1))
+    x = torch.randn(1, 3, 8, 160, 192)
+    with torch.no_grad():
+        fused = model(x)
+        exact = copy.deepcopy(model).double()(x.double())  # fp64 runs the plain path
+    plain = _plain(model, x)
+    fused_error, plain_error = _max_diff(fused, exact), _max_diff(plain, exact)
+    # Measured 1.1e-6 (fused) and 1.2e-6 (plain) on the full model: both are fp32 rounding
+    # (~20 ulps of the map's scale). The fused path may not be markedly less accurate.
+    assert fused_error <= FP32_RTOL and plain_error <= FP32_RTOL
+    assert fused_error <= 4 * plain_error
+
+
+def test_self_check_leaves_the_global_rng_alone(monkeypatch):
+    monkeypatch.setattr(cpu_fusion, "_self_check_passed", None)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    assert cpu_fusion._self_check() is True
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_chunked_large_inputs_equal_plain(monkeypatch, fused_calls):
@@ -80,7 +116,7 @@ def test_chunked_large_inputs_equal_plain(monkeypatch, fused_calls):
     with torch.no_grad():
         fused = model(x)
     assert len(fused_calls) > 4 * len(model.blocks) + 3 + 20
-    assert _max_diff(fused, _plain(model, x)) <= TOL
+    assert _max_diff(fused, _plain(model, x)) <= FP32_RTOL
 
 
 def test_hvt_fused_equals_plain(fused_calls):
@@ -90,7 +126,7 @@ def test_hvt_fused_equals_plain(fused_calls):
     with torch.no_grad():
         fused = model(x)
     assert len(fused_calls) == 4 * len(model.blocks)
-    assert _max_diff(fused, _plain(model, x)) <= TOL
+    assert _max_diff(fused, _plain(model, x)) <= FP32_RTOL
 
 
 def test_training_graph_uses_plain_path(fused_calls):
@@ -108,7 +144,7 @@ def test_frozen_backbone_under_grad_mode_is_fused(fused_calls):
     outs = model(x)  # grad mode on, but nothing needs a graph
     assert fused_calls
     assert not outs[0].requires_grad
-    assert _max_diff(outs, _plain(model, x)) <= TOL
+    assert _max_diff(outs, _plain(model, x)) <= FP32_RTOL
 
 
 def test_hooks_on_sublayers_still_fire(fused_calls):
@@ -120,7 +156,7 @@ def test_hooks_on_sublayers_still_fire(fused_calls):
         out = model(x)
     assert seen == [torch.Size([1, 196, 1536])]  # Hiera-T block 4: stage 3, 384 -> 1536
     assert len(fused_calls) == 4 * (len(model.blocks) - 1) + 3  # only block 4 ran plain
-    assert _max_diff(out, _plain(model, x)) <= TOL
+    assert _max_diff(out, _plain(model, x)) <= FP32_RTOL
 
 
 def test_wrapped_linear_runs_its_own_forward(fused_calls):
@@ -136,7 +172,7 @@ def test_wrapped_linear_runs_its_own_forward(fused_calls):
     model.blocks[2].attn.proj.load_state_dict(old.state_dict())
     with torch.no_grad():
         after = model(x)
-    assert _max_diff(after, _plain(model, x)) <= TOL
+    assert _max_diff(after, _plain(model, x)) <= FP32_RTOL
     assert _max_diff(after, before) > 0.1
 
 
@@ -160,12 +196,12 @@ def test_weight_updates_invalidate_reordered_weights():
         for p in model.parameters():
             p.mul_(0.9)  # in place, like an optimizer step
         fused = model(x)
-    assert _max_diff(fused, _plain(model, x)) <= TOL
+    assert _max_diff(fused, _plain(model, x)) <= FP32_RTOL
     other = _hiera()
     sharpen_(other, seed=3)
     model.load_state_dict(other.state_dict())
     with torch.no_grad():
-        assert _max_diff(model(x), _plain(other, x)) <= TOL
+        assert _max_diff(model(x), _plain(other, x)) <= FP32_RTOL
 
 
 def test_drop_path_in_training_mode_is_not_skipped(fused_calls):
@@ -184,8 +220,9 @@ def test_bf16_fused_close_to_plain():
     with torch.no_grad():
         fused = model(x)
     plain = _plain(model, x)
-    for a, b in zip(fused, plain):
-        assert (a.float() - b.float()).abs().max() <= 0.05 * b.float().abs().max()
+    # bf16 keeps 8 significant bits (unit roundoff 2**-8 ~ 4e-3) and both paths round every
+    # intermediate to it; measured ~1 % of the map's scale, so 5 % only rejects real errors.
+    assert max_relative_error([a.float() for a in fused], [b.float() for b in plain]) <= 0.05
 
 
 def test_environment_switch_turns_fusion_off():
@@ -217,7 +254,7 @@ def test_swapped_activation_is_used_by_the_fused_path():
     model.blocks[2].mlp.act = nn.ReLU()
     with torch.no_grad():
         fused = model(x)
-    assert _max_diff(fused, _plain(model, x)) <= TOL
+    assert _max_diff(fused, _plain(model, x)) <= FP32_RTOL
     assert _max_diff(fused, before) > 1e-3
 
 
@@ -231,7 +268,7 @@ def test_first_call_under_inference_mode_is_fused(monkeypatch, fused_calls):
         fused = model(x)
     assert cpu_fusion._self_check_passed is True
     assert len(fused_calls) >= 4 * len(model.blocks)
-    assert _max_diff(fused, _plain(model, x)) <= TOL
+    assert _max_diff(fused, _plain(model, x)) <= FP32_RTOL
 
 
 def test_model_built_under_inference_mode_is_fused(fused_calls):
@@ -244,5 +281,5 @@ def test_model_built_under_inference_mode_is_fused(fused_calls):
         model.blocks[0].attn.qkv.weight.mul_(2)  # allowed in inference mode; must be seen
         second = model(x)
     assert len(fused_calls) >= 8 * len(model.blocks)
-    assert _max_diff(first, reference) <= TOL
+    assert _max_diff(first, reference) <= FP32_RTOL
     assert _max_diff(second, first) > 1e-3

@@ -10,7 +10,9 @@ times in the same round. Writes a Markdown table and a PNG plot.
 
 Forward timing runs under ``torch.inference_mode`` (our CPU forward then takes its fused oneDNN
 path, see ``hiera_backbones.models.cpu_fusion``; ``HIERA_BACKBONES_CPU_FUSION=0`` times the
-plain path); forward+backward is a training step through autograd.
+plain path); forward+backward is a training step through autograd. For the ``--compile-inputs``
+(default image224) our model also runs through ``torch.compile`` (inductor; forward only, the
+compilation itself is warm-up and not timed), reported as its speed-up over our eager forward.
 
     python tools/benchmark.py                                   # the README's CPU set
     python tools/benchmark.py --models hiera_base_224 --inputs image224 --batch 8 --rounds 10
@@ -91,7 +93,7 @@ def _pairs(models: list[str], inputs: list[str]) -> list[tuple[str, str]]:
 
 def build(impl: str, name: str, size: tuple[int, ...]) -> tuple[torch.nn.Module, Callable]:
     """A model and a function ``x -> list of stage maps`` for one implementation."""
-    if impl == "ours":
+    if impl in ("ours", "compiled"):
         from hiera_backbones import build_backbone
 
         kwargs = {"input_size": size}
@@ -101,6 +103,9 @@ def build(impl: str, name: str, size: tuple[int, ...]) -> tuple[torch.nn.Module,
             elif size != (224, 224):
                 kwargs.update(pooling="2d")
         model = build_backbone(name, **kwargs)
+        if impl == "compiled":
+            compiled = torch.compile(model)
+            return model, lambda x: list(compiled(x))
         return model, lambda x: list(model(x))
     if impl == "official":
         import hiera
@@ -118,7 +123,7 @@ def build(impl: str, name: str, size: tuple[int, ...]) -> tuple[torch.nn.Module,
 
 
 def implementations(name: str, size: tuple[int, ...], wanted: list[str]) -> list[str]:
-    impls = ["ours"]
+    impls = ["ours", "compiled"]
     if name.startswith("hiera"):
         impls.append("official")
         if len(size) == 2:
@@ -241,20 +246,29 @@ def run(args: argparse.Namespace) -> list[dict]:
     for name, input_key in _pairs(args.models, args.inputs):
         size = INPUTS[input_key]
         batch = args.batch if args.batch else (8 if input_key == "image224" else 1)
-        impls = implementations(name, size, args.impls)
+        impls = [
+            i for i in implementations(name, size, args.impls)
+            if i != "compiled" or input_key in args.compile_inputs
+        ]
         built = {i: build(i, name, size) for i in impls}
         x = torch.randn(batch, 3, *size, device=device)
         for model, _ in built.values():
             model.to(device).eval()
         info = {}
-        for impl, (model, fn) in built.items():
+        for impl, (model, _) in built.items():
             info[impl] = {
                 "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-                "gmacs": count_macs(fn, x[:1]) / 1e9,
+                # The compiled model's MACs are its eager model's (no tracing under the counter).
+                "gmacs": count_macs(built["ours" if impl == "compiled" else impl][1], x[:1])
+                / 1e9,
             }
         modes = (False, True) if args.backward and input_key in args.backward_inputs else (False,)
         for backward in modes:
-            steps = {i: make_step(fn, x, backward, device, dtype) for i, (_, fn) in built.items()}
+            steps = {
+                i: make_step(fn, x, backward, device, dtype)
+                for i, (_, fn) in built.items()
+                if not (backward and i == "compiled")  # compiled: forward only
+            }
             for step in steps.values():  # warm-up: allocator, kernels, caches
                 for _ in range(args.warmup):
                     step()
@@ -270,13 +284,16 @@ def run(args: argparse.Namespace) -> list[dict]:
                 # over the run cancels; the median over rounds is reported.
                 info[impl][f"{key}_times"] = times[impl]
         if args.memory:
-            for impl in impls:
+            for impl in [i for i in impls if i != "compiled"]:
                 for backward in modes:
                     info[impl]["fwd_bwd_mem_mb" if backward else "fwd_mem_mb"] = peak_memory_mb(
                         impl, name, input_key, batch, backward, device, args.dtype
                     )
         for impl in impls:
             row = {"model": name, "input": input_key, "batch": batch, "impl": impl, **info[impl]}
+            if impl == "compiled" and "fwd_times" in info["ours"]:
+                eager, compiled = info["ours"]["fwd_times"], info[impl]["fwd_times"]
+                row["fwd_vs_eager"] = paired_ratio(eager, compiled)
             for ref in ("official", "timm"):
                 if ref in info and impl == "ours":
                     ours, other = info["ours"], info[ref]
@@ -324,8 +341,8 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
         "| model | input | batch | impl | params (M) | GMACs | fwd /s | fwd+bwd /s "
         "| fwd peak MB | fwd+bwd peak MB | fwd vs official | fwd vs timm "
         "| fwd+bwd vs official | fwd+bwd vs timm | fwd mem vs official "
-        "| fwd+bwd mem vs official |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| fwd+bwd mem vs official | compiled vs eager |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         cells = [
@@ -335,7 +352,7 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
             _fmt(r, "fwd_vs_official", ".2f", "×"), _fmt(r, "fwd_vs_timm", ".2f", "×"),
             _fmt(r, "fwd_bwd_vs_official", ".2f", "×"), _fmt(r, "fwd_bwd_vs_timm", ".2f", "×"),
             _fmt(r, "fwd_mem_vs_official", ".2f", "×"),
-            _fmt(r, "fwd_bwd_mem_vs_official", ".2f", "×"),
+            _fmt(r, "fwd_bwd_mem_vs_official", ".2f", "×"), _fmt(r, "fwd_vs_eager", ".2f", "×"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     if args.device == "cuda":
@@ -357,16 +374,16 @@ def plot(rows: list[dict], path: str, args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
 
     groups = sorted({(r["model"], r["input"]) for r in rows}, key=lambda g: (g[1], g[0]))
-    impls = ["ours", "official", "timm"]
+    impls = ["ours", "compiled", "official", "timm"]
     fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(groups)), 4.5))
-    width = 0.27
+    width = 0.2
     labelled = set()
     for k, impl in enumerate(impls):
         for i, g in enumerate(groups):
             match = [r for r in rows if (r["model"], r["input"]) == g and r["impl"] == impl]
             if not match:
                 continue
-            row, x = match[0], i + (k - 1) * width
+            row, x = match[0], i + (k - 1.5) * width
             ax.bar(x, row["fwd_per_s"], width, color=f"C{k}",
                    label=None if impl in labelled else impl)
             labelled.add(impl)
@@ -394,8 +411,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS,
                         help="registered names, or the groups " + ", ".join(MODEL_GROUPS))
     parser.add_argument("--inputs", nargs="+", default=list(INPUTS), choices=list(INPUTS))
-    parser.add_argument("--impls", nargs="+", default=["ours", "official", "timm"],
-                        choices=["ours", "official", "timm"])
+    parser.add_argument("--impls", nargs="+", default=["ours", "compiled", "official", "timm"],
+                        choices=["ours", "compiled", "official", "timm"],
+                        help="compiled: ours through torch.compile (see --compile-inputs)")
+    parser.add_argument("--compile-inputs", nargs="*", default=["image224"], choices=list(INPUTS),
+                        help="inputs that also time torch.compile(ours) (default: image224)")
     parser.add_argument("--batch", type=int, default=0,
                         help="batch size (default: 8 for image224, 1 otherwise)")
     parser.add_argument("--rounds", type=int, default=10,

@@ -91,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     if dropped:
         shown = ", ".join(dropped[:6]) + (", ..." if len(dropped) > 6 else "")
         print(f"dropped {len(dropped)} pretraining-only tensors: {shown}")
-    if "verify_max_abs_diff" in meta:
-        print(f"verified against the official model: max |diff| "
-              f"{meta['verify_max_abs_diff']:.2e}")
+    if "verify_max_rel_error" in meta:
+        print(f"verified against the source model: max |diff| {meta['verify_max_abs_diff']:.2e}, "
+              f"{meta['verify_max_rel_error']:.2e} of the map scale")
     return 0
 
 

@@ -193,13 +193,16 @@ def save_atomic(
     safetensors_metadata: Mapping[str, str] | None = None,
 ) -> None:
     """Writes ``obj`` to ``dst`` through a temporary file in the same folder and a rename, so
-    ``dst`` is either the old file or the complete new one. ``.safetensors`` destinations take
-    a flat ``{name: tensor}`` dict."""
+    ``dst`` is either the old file or the complete new one; a missing output folder is created
+    (``weights/x.pth`` works in a fresh checkout). ``.safetensors`` destinations take a flat
+    ``{name: tensor}`` dict."""
     if os.path.exists(dst) and not force:
         raise CheckpointError(f"{dst} exists; pass --force (force=True) to overwrite it")
     folder = os.path.dirname(os.path.abspath(dst))
-    if not os.path.isdir(folder):
-        raise CheckpointError(f"output folder {folder} does not exist")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise CheckpointError(f"cannot create the output folder {folder}: {err}") from None
 
     def save(tmp: str) -> None:
         if dst.endswith(".safetensors"):

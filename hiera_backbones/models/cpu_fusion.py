@@ -89,9 +89,13 @@ def _self_check() -> bool:
         # The first fused call often comes under ``torch.inference_mode``; the check builds
         # ordinary tensors so that it tests the ops, not inference-tensor rules.
         with torch.inference_mode(False), torch.no_grad():
-            gen = torch.Generator().manual_seed(0)
-            x, residual = torch.randn(5, 8, generator=gen), torch.randn(5, 16, generator=gen)
-            layer = nn.Linear(8, 16)
+            # Fixed, generator-free inputs: nothing here may depend on the global RNG state.
+            x = torch.linspace(-2.0, 2.0, 40).reshape(5, 8)
+            residual = torch.linspace(1.0, -1.0, 80).reshape(5, 16)
+            # to_empty: no random init, so the first fused call leaves the global RNG alone.
+            layer = nn.Linear(8, 16, device="meta").to_empty(device="cpu")
+            layer.weight.copy_(torch.linspace(-0.5, 0.5, 128).reshape(16, 8).flip(1))
+            layer.bias.copy_(torch.linspace(-0.3, 0.3, 16))
             plain = layer(x)
             expected = [plain, F.gelu(plain), plain + residual]
             try:
@@ -100,7 +104,9 @@ def _self_check() -> bool:
                     fused_linear(x, layer, gelu="none"),
                     fused_linear(x, layer, residual=residual),
                 ]
-                ok = all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got, expected))
+                # |outputs| < 10 from dot products of length 8: any correct kernel is within a
+                # few fp32 ulps of 8 (1 ulp ~ 1e-6); 1e-5 rejects wrong ops, not other kernels.
+                ok = all(torch.allclose(a, b, rtol=0, atol=1e-5) for a, b in zip(got, expected))
                 problem = "gives different numbers"
             except RuntimeError as err:
                 ok, problem = False, f"fails ({str(err).splitlines()[0]})"
@@ -117,12 +123,12 @@ def use_fusion(x: torch.Tensor, module: nn.Module) -> bool:
     """Whether ``module`` may run ``x`` through the fused (autograd-free) path."""
     if not _enabled or _ops is None or x.device.type != "cpu" or x.dtype not in _fused_dtypes:
         return False
-    if not _self_check():
+    # Tracers (torch.compile, torch.export, jit) and dispatch modes (FakeTensorMode,
+    # FlopCounterMode) record ops: they get the plain ones, which they all know. Checked before
+    # anything else, so that none of them ever sees the self-check below.
+    if _is_tracing() or torch._C._len_torch_dispatch_stack():
         return False
-    if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
-        return False
-    # Autocast, and dispatch modes such as FlopCounterMode, see only the ops they know.
-    if torch.is_autocast_enabled("cpu") or torch._C._len_torch_dispatch_stack():
+    if torch.is_autocast_enabled("cpu"):
         return False
     needs_graph = torch.is_grad_enabled()
     if needs_graph and x.requires_grad:
@@ -137,9 +143,16 @@ def use_fusion(x: torch.Tensor, module: nn.Module) -> bool:
         _module, "_global_forward_pre_hooks", None
     ):
         return False
-    return not any(
-        m._forward_hooks or m._forward_pre_hooks for m in module.modules() if m is not module
-    )
+    if any(m._forward_hooks or m._forward_pre_hooks for m in module.modules() if m is not module):
+        return False
+    return _self_check()
+
+
+def _is_tracing() -> bool:
+    if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return True
+    is_exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(is_exporting is not None and is_exporting())
 
 
 # id(parameter) -> (weakref to it, storage pointer, version, reordered weight)

@@ -42,6 +42,7 @@ from .registry import register_model
 
 __all__ = [
     "Hiera",
+    "is_static_size",
     "resize_pos_embed",
     "resize_temporal_pos_embed",
     "HIERA_CONFIGS",
@@ -83,6 +84,13 @@ HIERA_CONFIGS: dict[str, dict] = {
 }
 
 
+def is_static_size(size: Sequence[int | torch.SymInt]) -> bool:
+    """False while ``torch.export`` traces with dynamic sizes. Resizers then always interpolate
+    instead of comparing sizes, which would pin the traced program to the compared size; a
+    bicubic/linear resize to the same size is exactly the identity (weights 1 and 0)."""
+    return all(isinstance(s, int) for s in size)
+
+
 def resize_pos_embed(
     pos_embed: torch.Tensor, old_grid: Sequence[int], new_grid: Sequence[int]
 ) -> torch.Tensor:
@@ -91,7 +99,7 @@ def resize_pos_embed(
     float32 and returned in the input dtype. The same rule is applied on the fly by :class:`Hiera`
     and by the checkpoint converters, so resizing once and resizing per call agree exactly."""
     old_grid, new_grid = tuple(old_grid), tuple(new_grid)
-    if old_grid == new_grid:
+    if is_static_size(new_grid) and old_grid == new_grid:
         return pos_embed
     if pos_embed.shape[1] != math.prod(old_grid):
         raise ValueError(
@@ -107,7 +115,7 @@ def resize_pos_embed(
 def resize_temporal_pos_embed(pos_embed: torch.Tensor, new_length: int) -> torch.Tensor:
     """Resizes a ``(1, T, C)`` temporal position embedding to ``new_length`` with linear
     interpolation (``align_corners=False``), in float32, returned in the input dtype."""
-    if pos_embed.shape[1] == new_length:
+    if isinstance(new_length, int) and pos_embed.shape[1] == new_length:
         return pos_embed
     seq = pos_embed.float().transpose(1, 2)
     seq = F.interpolate(seq, size=new_length, mode="linear", align_corners=False)

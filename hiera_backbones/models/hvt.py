@@ -72,7 +72,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import StageBackbone
-from .hiera import resize_pos_embed, resize_temporal_pos_embed
+from .hiera import is_static_size, resize_pos_embed, resize_temporal_pos_embed
 from .layers import Block
 from .registry import register_model
 
@@ -140,8 +140,8 @@ def resize_grid_pos_embed(pos_embed: torch.Tensor, size: Sequence[int]) -> torch
     """Resizes a grid position embedding ``(1, C, h, w)`` to ``size`` with bicubic interpolation
     (``align_corners=False``, as :func:`~hiera_backbones.models.hiera.resize_pos_embed`), computed
     in float32 and returned in the input dtype."""
-    size = tuple(int(s) for s in size)
-    if tuple(pos_embed.shape[2:]) == size:
+    size = tuple(size)
+    if is_static_size(size) and tuple(pos_embed.shape[2:]) == size:
         return pos_embed
     out = F.interpolate(pos_embed.float(), size=size, mode="bicubic", align_corners=False)
     return out.to(pos_embed.dtype)
