@@ -27,7 +27,7 @@ from torch import nn
 from .. import __version__
 from ..models.hiera import resize_pos_embed, resize_temporal_pos_embed
 from ..models.hvt import HVT_CHECKPOINT_URLS, hvt_1d_to_2d_state_dict, inflate_hvt_state_dict
-from ..parity import FP32_RTOL, MapError, map_errors, official_stage_maps
+from ..parity import FP32_RTOL, MapError, map_errors, official_hiera, official_stage_maps
 from .hiera_formats import (
     HIERA_FORMATS,
     detect_hiera_format,
@@ -539,18 +539,15 @@ def verify_against_official(
     with the same architecture, so they cannot be verified this way."""
     if weights.arch.startswith(("hvt", "scale_hvt")):
         return _verify_hvt(weights, dst, batch)
+    from ..models import build_backbone
+
+    size = tuple(weights.build_kwargs["input_size"])
     try:
-        import hiera
+        official = official_hiera(weights.arch, input_size=size, num_classes=1)
     except ImportError:
         raise CheckpointError(
             "--verify needs the official package: pip install hiera-transformer==0.1.4"
         ) from None
-    from ..models import build_backbone
-    from ..models.hiera import HIERA_CONFIGS
-
-    size = tuple(weights.build_kwargs["input_size"])
-    cfg = {**HIERA_CONFIGS[weights.arch], "input_size": size}
-    official = hiera.Hiera(num_classes=1, **cfg).eval()
     source = dict(weights.source_state)
     ref_sizes = official.state_dict()
     for key in ("pos_embed", "pos_embed_spatial", "pos_embed_temporal"):
