@@ -108,11 +108,9 @@ def build(impl: str, name: str, size: tuple[int, ...]) -> tuple[torch.nn.Module,
             return model, lambda x: list(compiled(x))
         return model, lambda x: list(model(x))
     if impl == "official":
-        import hiera
+        from hiera_backbones.parity import official_hiera
 
-        from hiera_backbones.models.hiera import HIERA_CONFIGS
-
-        model = hiera.Hiera(num_classes=1, **{**HIERA_CONFIGS[name], "input_size": size})
+        model = official_hiera(name, input_size=size, num_classes=1)
         return model, lambda x: model(x, return_intermediates=True)[1]
     if impl == "timm":
         import timm

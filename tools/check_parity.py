@@ -23,17 +23,9 @@ import warnings
 
 import torch
 
-#: What :func:`stage_error` measures, as printed.
+#: What is printed per stage: ``max|ours - official| / max|official|``, the project's one fp32
+#: rule (:func:`hiera_backbones.parity.map_errors`).
 METRIC = "relative error"
-
-
-def stage_error(ours: torch.Tensor, official: torch.Tensor) -> float:
-    """How far one of our stage maps is from the official one (both channels-first):
-    ``max|ours - official| / max|official|``, the project's one fp32 rule
-    (:mod:`hiera_backbones.parity`)."""
-    from hiera_backbones.parity import max_relative_error
-
-    return max_relative_error([ours], [official])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     from hiera_backbones import build_backbone
     from hiera_backbones.checkpoints import CheckpointError, read_backbone_weights
     from hiera_backbones.models.hiera import HIERA_CONFIGS
-    from hiera_backbones.parity import FP32_RTOL, official_hiera
+    from hiera_backbones.parity import (
+        FP32_RTOL,
+        map_errors,
+        official_hiera,
+        official_stage_maps,
+    )
 
     if args.model not in HIERA_CONFIGS:
         parser.error(f"unknown model {args.model!r}; choose from {', '.join(HIERA_CONFIGS)}")
@@ -98,13 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.model} at {'x'.join(map(str, size))}, batch {args.batch}, weights: {weights}")
     x = torch.randn(args.batch, 3, *size)
     with torch.no_grad():
-        _, ref = official(x, return_intermediates=True)
-        got = ours(x)
-    worst = 0.0
-    for stage, (a, b) in enumerate(zip(got, ref)):
-        err = stage_error(a, b.movedim(-1, 1))
-        worst = max(worst, err)
-        print(f"stage {stage}: shape {tuple(a.shape)}  {METRIC} {err:.3e}")
+        errors = map_errors(ours(x), official_stage_maps(official, x))
+    for stage, err in enumerate(errors):
+        print(f"stage {stage}: shape {err.shape}  {METRIC} {err.rel:.3e}")
+    worst = max(err.rel for err in errors)
     tol = FP32_RTOL if args.tol is None else args.tol
     ok = worst <= tol
     print(f"{'OK' if ok else 'FAIL'}: {METRIC} {worst:.3e} (tolerance {tol:.0e} of the map's "

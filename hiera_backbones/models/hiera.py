@@ -115,7 +115,7 @@ def resize_pos_embed(
 def resize_temporal_pos_embed(pos_embed: torch.Tensor, new_length: int) -> torch.Tensor:
     """Resizes a ``(1, T, C)`` temporal position embedding to ``new_length`` with linear
     interpolation (``align_corners=False``), in float32, returned in the input dtype."""
-    if isinstance(new_length, int) and pos_embed.shape[1] == new_length:
+    if is_static_size((new_length,)) and pos_embed.shape[1] == new_length:
         return pos_embed
     seq = pos_embed.float().transpose(1, 2)
     seq = F.interpolate(seq, size=new_length, mode="linear", align_corners=False)
