@@ -20,12 +20,8 @@ Importing this module imports detectron2; nothing else in the package does.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
-import pickle
-import shutil
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,13 +35,18 @@ from detectron2.modeling import BACKBONE_REGISTRY, FPN, Backbone
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 from detectron2.utils import comm
 
-from .checkpoints.convert import OFFICIAL_CHECKPOINTS, read_backbone_weights, resolve_source
+from . import layer_decay
+from .checkpoints import (
+    backbone_weights_for,
+    content_metadata,
+    is_official_tag,
+    load_torch_file,
+    resolve_source,
+)
 from .checkpoints.hiera_formats import detect_hiera_format
 from .checkpoints.hvt_formats import detect_hvt_format
-from .checkpoints.io import CheckpointError
-from .data import SHAPE_CLASSES, make_coco_shapes
-from .models.hiera import HIERA_CONFIGS, Hiera
-from .models.hvt import HVT, HVT_CONFIGS, hvt_pool_blocks
+from .data import SHAPE_CLASSES, ensure_coco_shapes
+from .models import HVT, Hiera
 
 __all__ = [
     "D2HVT",
@@ -157,21 +158,17 @@ class D2Hiera(_D2BackboneMixin, Hiera, Backbone):
         out_norm: bool = True,
         **overrides: Any,
     ) -> None:
-        if arch not in HIERA_CONFIGS or len(HIERA_CONFIGS[arch]["input_size"]) != 2:
-            images = sorted(k for k, v in HIERA_CONFIGS.items() if len(v["input_size"]) == 2)
+        info = Hiera.stage_info(arch, **overrides)
+        if len(Hiera.resolve_arch(arch, overrides)[1]["patch_stride"]) != 2:
+            images = sorted(k for k, v in Hiera.arch_zoo.items() if len(v["input_size"]) == 2)
             raise ValueError(f"D2Hiera: arch={arch!r}; use an image model: {', '.join(images)}")
-        cfg = {**HIERA_CONFIGS[arch], **overrides}
-        stages = len(cfg["stages"])
-        q_pool = cfg.get("q_pool", 3)
-        strides = [cfg["patch_stride"][-1] * cfg["q_stride"][-1] ** min(i, q_pool)
-                   for i in range(stages)]
-        cfg.update(
-            arch=arch,
+        cfg = dict(
+            overrides,
             input_size=tuple(input_size),
-            out_indices=_out_indices(arch, strides, out_features),
+            out_indices=_out_indices(arch, [i["reduction"] for i in info], out_features),
             out_norm=out_norm,
         )
-        super().__init__(**cfg)
+        super().__init__(arch, **cfg)
         self._setup_d2(square_pad)
 
     @classmethod
@@ -213,22 +210,20 @@ class D2HVT(_D2BackboneMixin, HVT, Backbone):
         out_norm: bool = True,
         **overrides: Any,
     ) -> None:
-        if arch not in HVT_CONFIGS:
-            raise ValueError(f"D2HVT: arch={arch!r}; use one of {', '.join(HVT_CONFIGS)}")
-        if overrides.get("pooling", "2d") != "2d" or overrides.get("video", False):
+        if isinstance(arch, str) and arch not in HVT.arch_zoo:
+            raise ValueError(f"D2HVT: arch={arch!r}; use one of {', '.join(HVT.arch_zoo)}")
+        if overrides.pop("pooling", "2d") != "2d" or overrides.pop("video", False):
             raise ValueError("D2HVT: detection needs the dense image mode (pooling='2d')")
-        cfg = {**HVT_CONFIGS[arch], **overrides}
-        num_stages = len(hvt_pool_blocks(cfg.get("depth", 12), cfg["pool_block_width"])) + 1
-        strides = [patch_size * 2**k for k in range(num_stages)]
-        cfg.update(
-            arch=arch,
+        info = HVT.stage_info(arch, patch_size=patch_size, **overrides)
+        cfg = dict(
+            overrides,
             pooling="2d",
             patch_size=patch_size,
             input_size=tuple(input_size),
-            out_indices=_out_indices(arch, strides, out_features),
+            out_indices=_out_indices(arch, [i["reduction"] for i in info], out_features),
             out_norm=out_norm,
         )
-        super().__init__(**cfg)
+        super().__init__(arch, **cfg)
         self._setup_d2(square_pad)
 
     @classmethod
@@ -318,51 +313,27 @@ def get_hiera_lr_decay_rate(
 ) -> float:
     """lr multiplier of detector parameter ``name`` for layer-wise lr decay; use as
     ``optimizer.params.lr_factor_func = partial(get_hiera_lr_decay_rate, num_layers=N,
-    lr_decay_rate=d)`` with ``N = len(model.backbone.bottom_up.blocks)``.
+    lr_decay_rate=d)`` with ``N = len(model.backbone.bottom_up.blocks)`` (the number of blocks,
+    as ViTDet's ``get_vit_lr_decay_rate``).
 
-    Layer ids follow the backbones' ``get_layer_id`` (official Hiera fine-tuning rule):
-    ``patch_embed`` / ``pos_embed`` 0, ``blocks.i.*`` ``i + 1`` (HVT's stage embeddings
-    ``blocks.i.pos_embed`` included). Everything else, backbone output norms, neck and heads,
-    is id ``num_layers + 1``, one above the last block as in ViTDet's
-    ``get_vit_lr_decay_rate``. Returns ``lr_decay_rate ** (num_layers + 1 - id)``. The Hiera
-    COCO recipe uses no decay (``lr_decay_rate=1``)."""
-    if num_layers < 1:
-        raise ValueError(f"num_layers={num_layers} must be >= 1 (the number of blocks)")
-    name = name.removeprefix("module.")  # DistributedDataParallel
-    layer_id = num_layers + 1
-    if name.startswith(prefix):
-        rest = name[len(prefix):]
-        if rest.startswith(("pos_embed", "patch_embed")):
-            layer_id = 0
-        elif rest.startswith("blocks."):
-            layer_id = int(rest.split(".")[1]) + 1
-            if layer_id > num_layers:
-                raise ValueError(f"{name}: block index beyond num_layers={num_layers}")
-    return lr_decay_rate ** (num_layers + 1 - layer_id)
+    The rule is the package's one (:mod:`hiera_backbones.layer_decay`, shared with OpenMMLab):
+    ``patch_embed`` / ``pos_embed`` id 0, ``blocks.i.*`` ``i + 1``, everything else (backbone
+    output norms, neck, heads) ``num_layers + 1``; the factor is
+    ``lr_decay_rate ** (num_layers + 1 - id)``. The Hiera COCO recipe uses no decay
+    (``lr_decay_rate=1``)."""
+    return layer_decay.lr_scale(name, lr_decay_rate, num_layers, prefix)
 
 
 # ---------------------------------------------------------------------------- checkpoints
-#: Classes unpickled besides tensors and plain containers. Checkpoints detectron2 writes
-#: (model, trainer, optimizer, scheduler and grad-scaler states) need none; the official HVT
-#: releases (DeiT training code) carry an ``argparse.Namespace`` of training arguments, a plain
-#: attribute bag. Add a class only after checking that rebuilding it cannot run code.
-SAFE_CHECKPOINT_GLOBALS: list[Any] = [argparse.Namespace]
-
-
-def _same_arch(a: str, b: str) -> bool:
-    # Aliases (HVT-S-4 = Scale HVT-Ti-4) are the same architecture.
-    configs = {**HIERA_CONFIGS, **HVT_CONFIGS}
-    return a == b or (a in configs and configs.get(a) == configs.get(b))
-
-
 class HieraCheckpointer(DetectionCheckpointer):
     """``DetectionCheckpointer`` for detectors with a :class:`D2Hiera` / :class:`D2HVT`.
 
     On top of detectron2's behaviour:
 
     * ``.pth`` files are read with ``torch.load(weights_only=True)`` (plus
-      :data:`SAFE_CHECKPOINT_GLOBALS`), so a file that would run code is refused with a clear
-      error, whatever fvcore's default is. This covers ``--resume`` checkpoints.
+      :data:`hiera_backbones.checkpoints.io.SAFE_GLOBALS`), so a file that would run code is
+      refused with a clear error, whatever fvcore's default is. This covers ``--resume``
+      checkpoints.
     * Backbone files that are not detector checkpoints (official ``{"model_state": ...}`` and MAE
       files, timm / Hugging Face Hiera, HVT releases, this package's converted files for any
       target and size) go through the converter: names get the backbone's prefix in the
@@ -375,7 +346,7 @@ class HieraCheckpointer(DetectionCheckpointer):
     """
 
     def load(self, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        if path and path in OFFICIAL_CHECKPOINTS:
+        if path and is_official_tag(path):
             # One download: the main process fetches, the others then find it cached.
             if comm.is_main_process():
                 path = resolve_source(path)
@@ -385,16 +356,9 @@ class HieraCheckpointer(DetectionCheckpointer):
         return super().load(path, *args, **kwargs)
 
     def _torch_load(self, f: str) -> dict[str, Any]:
-        try:
-            with torch.serialization.safe_globals(SAFE_CHECKPOINT_GLOBALS):
-                return torch.load(f, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as err:
-            raise CheckpointError(
-                f"{f} holds pickled Python objects beyond tensors and plain containers, so it "
-                f"was not loaded (a pickle can run arbitrary code): {str(err).splitlines()[0]}. "
-                "Convert backbone weights with `hiera-convert`; for a trusted detector checkpoint "
-                "add the class to hiera_backbones.detectron2.SAFE_CHECKPOINT_GLOBALS."
-            ) from None
+        # Not memory-mapped: a resumed optimizer state lives on while training overwrites the
+        # checkpoint it came from.
+        return load_torch_file(f, mmap=False)
 
     def _backbone(self) -> tuple[str, Hiera | HVT] | None:
         for name, module in self.model.named_modules():
@@ -409,8 +373,7 @@ class HieraCheckpointer(DetectionCheckpointer):
             return loaded
         prefix, backbone = found
         state = loaded.get("model")
-        meta = loaded.get("meta")
-        own = isinstance(meta, dict) and meta.get("format") == "hiera_backbones"
+        own = content_metadata(loaded) is not None
         if not own and isinstance(state, dict) and set(state) & set(self.model.state_dict()):
             return loaded  # a detector checkpoint (e.g. --resume): detectron2's usual path
         original = loaded["model"] if set(loaded) <= {"model", "matching_heuristics"} else loaded
@@ -420,28 +383,7 @@ class HieraCheckpointer(DetectionCheckpointer):
         return {"model": self._convert(filename, backbone, prefix, fmt)}
 
     def _convert(self, filename: str, backbone: Hiera | HVT, prefix: str, fmt: str | None):
-        hvt = {}
-        if isinstance(backbone, HVT):
-            hvt = dict(hvt_mode="2d", patch_size=backbone.patch_size)
-        weights = read_backbone_weights(
-            filename, input_size=backbone.input_size, target="detectron2", **hvt
-        )
-        if not _same_arch(weights.arch, backbone.arch):
-            raise CheckpointError(
-                f"{filename} holds {weights.arch} weights but the detector's backbone is "
-                f"{backbone.arch}"
-            )
-        expected = {
-            k: v.shape for k, v in backbone.state_dict().items() if not k.startswith("out_norms.")
-        }
-        missing = sorted(set(expected) - set(weights.backbone))
-        wrong = sorted(k for k in set(expected) & set(weights.backbone)
-                       if weights.backbone[k].shape != expected[k])
-        if missing or wrong:
-            raise CheckpointError(
-                f"{filename} does not fit the detector's {backbone.arch} (built with other "
-                f"overrides?): missing {missing[:4]}, wrong shapes {wrong[:4]}"
-            )
+        weights = backbone_weights_for(backbone, filename, target="detectron2")
         if fmt is not None:
             size = "x".join(str(s) for s in backbone.input_size)
             self.logger.info(
@@ -466,24 +408,13 @@ def register_coco_shapes(
 ) -> tuple[str, str]:
     """Registers the synthetic shapes set (:mod:`hiera_backbones.data.coco_shapes`) as
     ``<prefix>_train`` / ``<prefix>_val``, generating it first if ``root`` (default
-    ``$DETECTRON2_DATASETS/coco_shapes``, as detectron2's builtin data sets) has no annotations.
-    Generation goes to a temporary folder renamed into place, so concurrent processes are safe.
-    Returns the two data set names."""
+    ``$DETECTRON2_DATASETS/coco_shapes``, as detectron2's builtin data sets) has no annotations
+    (:func:`hiera_backbones.data.ensure_coco_shapes`: safe for concurrent processes). Returns
+    the two data set names."""
     if root is None:
         root = os.path.join(os.environ.get("DETECTRON2_DATASETS", "datasets"), "coco_shapes")
     root = os.path.abspath(os.path.expanduser(root))
-    ann = {s: os.path.join(root, "annotations", f"instances_{s}.json") for s in ("train", "val")}
-    if not all(os.path.isfile(p) for p in ann.values()):
-        if os.path.exists(root):
-            raise FileExistsError(f"{root} exists but lacks {ann['train']} / {ann['val']}")
-        os.makedirs(os.path.dirname(root), exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".coco_shapes-", dir=os.path.dirname(root))
-        make_coco_shapes(tmp, num_train, num_val, tuple(image_size), max_shapes, seed)
-        os.chmod(tmp, 0o755)  # mkdtemp's 0700 is for the temporary name only
-        try:
-            os.rename(tmp, root)
-        except OSError:  # another process got there first; its files are the same
-            shutil.rmtree(tmp, ignore_errors=True)
+    ann = ensure_coco_shapes(root, num_train, num_val, tuple(image_size), max_shapes, seed)
     names = []
     for split in ("train", "val"):
         name = f"{prefix}_{split}"

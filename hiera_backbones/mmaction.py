@@ -39,7 +39,7 @@ Importing this module also works around the mmaction2 1.2.0 wheel bug (open-mmla
 one warning line) and, next to transformers >= 4.56 (5.x), MMAction2's failing VindLU import (one
 warning line; see :func:`hiera_backbones.compat.patch_mmaction_multimodal`), and lets mmengine
 resume its own checkpoints on torch >= 2.6 (see
-:func:`hiera_backbones.mm_common.allow_mmengine_checkpoints`).
+:func:`hiera_backbones.openmmlab.loading.allow_mmengine_checkpoints`).
 """
 
 from __future__ import annotations
@@ -63,20 +63,18 @@ from mmaction.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.model import BaseModule  # noqa: E402
 
-from .checkpoints import CheckpointError, read_backbone_weights, read_checkpoint  # noqa: E402
-from .mm_common import (  # noqa: E402
-    PretrainedInitMixin,
-    allow_mmengine_checkpoints,
-    checked_input_size,
-    fetch_checkpoint,
-    hiera_arguments,
-    layer_decay_constructor,
-    load_pretrained,
-    mmengine_state_with_prefix,
+from .checkpoints import (  # noqa: E402
+    CheckpointError,
+    check_fit,
+    framework_state,
+    read_backbone_weights,
+    resolve_source,
 )
-from .models.hiera import Hiera as _Hiera  # noqa: E402
-from .models.hvt import HVT as _HVT  # noqa: E402
-from .models.hvt import HVT_CONFIGS, hvt_pool_blocks  # noqa: E402
+from .models import HVT as _HVT  # noqa: E402
+from .models import Hiera as _Hiera  # noqa: E402
+from .openmmlab.args import check_hiera_task, checked_input_size  # noqa: E402
+from .openmmlab.loading import PretrainedInitMixin, allow_mmengine_checkpoints  # noqa: E402
+from .openmmlab.optim import LayerDecayOptimWrapperConstructor  # noqa: E402
 
 __all__ = [
     "HVT",
@@ -87,16 +85,11 @@ __all__ = [
     "require_ava",
 ]
 
-LayerDecayOptimWrapperConstructor = layer_decay_constructor()
 if "LayerDecayOptimWrapperConstructor" not in OPTIM_WRAPPER_CONSTRUCTORS.module_dict:
     OPTIM_WRAPPER_CONSTRUCTORS.register_module(
         name="LayerDecayOptimWrapperConstructor", module=LayerDecayOptimWrapperConstructor
     )
 allow_mmengine_checkpoints()
-
-#: Parameter-name prefixes of the official classifier, which lives in the head here.
-_CLASSIFIER_PREFIXES = ("norm.", "head.")
-
 
 def _log(msg: str) -> None:
     print_log(msg, logger="current")
@@ -123,49 +116,12 @@ def require_ava() -> None:
 
 
 # ---------------------------------------------------------------------- backbones
-def _load_backbone(module: nn.Module, init_cfg: Mapping) -> None:
-    """``Pretrained`` for a video backbone. Tries, in order:
-
-    1. a whole-model mmengine checkpoint (e.g. a Kinetics recognizer, to start AVA from) whose
-       ``prefix`` weights fit this backbone except for output norms this model adds (kept at
-       their initialization) and a classifier it does not have (ignored);
-    2. :func:`~hiera_backbones.mm_common.load_pretrained`: converter output, official files
-       and ``"<model>:<tag>"`` (converted on the fly), exact mmengine checkpoints.
-    """
-    checkpoint = init_cfg.get("checkpoint")
-    if not checkpoint or not isinstance(checkpoint, str):
-        raise ValueError(f"init_cfg {dict(init_cfg)} needs checkpoint='<file, model:tag or URL>'")
-    prefix = init_cfg.get("prefix") or "backbone."
-    path = fetch_checkpoint(checkpoint)
-    state = mmengine_state_with_prefix(path, prefix)
-    if state is not None:
-        own = module.state_dict()
-        missing = [k for k in own if k not in state]
-        extra = [k for k in state if k not in own]
-        wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
-        relaxed = (
-            not wrong
-            and all(k.startswith("out_norms.") for k in missing)
-            and all(k.startswith(_CLASSIFIER_PREFIXES) for k in extra)
-        )
-        if relaxed and (missing or extra):
-            module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
-            skipped = f"; kept initialized: {', '.join(missing)}" if missing else ""
-            ignored = f"; ignored: {', '.join(sorted({k.split('.')[0] for k in extra}))}.*"
-            _log(f"{type(module).__name__}: loaded the '{prefix}' weights of {path}"
-                 f"{skipped}{ignored if extra else ''}")
-            return
-    load_pretrained(module, {**dict(init_cfg), "checkpoint": path})
-
-
 class _VideoBackboneMixin(PretrainedInitMixin):
-    """mmengine glue shared by the video backbones: ``init_cfg`` handling (recognizer
-    checkpoints too), input padding, and one tensor out when one stage is requested."""
+    """mmengine glue shared by the video backbones: ``init_cfg`` (any backbone file, or a
+    trained recognizer's ``backbone.*``), input padding, and one tensor out when one stage is
+    requested."""
 
     pad_input: bool
-
-    def load_pretrained_cfg(self, init_cfg: Mapping) -> None:
-        _load_backbone(self, init_cfg)
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5:
@@ -199,7 +155,8 @@ class Hiera(_VideoBackboneMixin, _Hiera, BaseModule):
 
     Args:
         arch: a video model of :data:`~hiera_backbones.models.HIERA_CONFIGS`
-            (``hiera_{base,base_plus,large,huge}_16x224``).
+            (``hiera_{base,base_plus,large,huge}_16x224``) or a dict of architecture overrides
+            (``dict(base='hiera_base_16x224', embed_dim=32, stages=(1, 1, 2, 1))``).
         input_size: ``(T, H, W)`` the position embedding is kept at (pretrained weights are
             resized to it once); other inputs with T even and H, W multiples of 32 still run
             (resized on the fly).
@@ -215,7 +172,7 @@ class Hiera(_VideoBackboneMixin, _Hiera, BaseModule):
 
     def __init__(
         self,
-        arch: str = "hiera_base_16x224",
+        arch: str | dict = "hiera_base_16x224",
         input_size: Sequence[int] = (16, 224, 224),
         out_indices: Sequence[int] = (3,),
         out_norm: bool = False,
@@ -226,14 +183,15 @@ class Hiera(_VideoBackboneMixin, _Hiera, BaseModule):
         **kwargs,
     ) -> None:
         _no_classifier(kwargs, arch)
+        check_hiera_task(arch, kwargs, 3, "video")
         super().__init__(
-            **hiera_arguments(
-                arch, 3, "video", kwargs, input_size,
-                out_indices=tuple(out_indices),
-                out_norm=out_norm,
-                drop_path_rate=drop_path_rate,
-                grad_checkpointing=grad_checkpointing,
-            )
+            arch,
+            **kwargs,
+            input_size=checked_input_size(input_size, 3, arch, "video"),
+            out_indices=tuple(out_indices),
+            out_norm=out_norm,
+            drop_path_rate=drop_path_rate,
+            grad_checkpointing=grad_checkpointing,
         )
         self.pad_input = bool(pad_input)
         self.init_cfg = copy.deepcopy(init_cfg)
@@ -260,7 +218,7 @@ class HVT(_VideoBackboneMixin, _HVT, BaseModule):
 
     def __init__(
         self,
-        arch: str = "hvt_s_4",
+        arch: str | dict = "hvt_s_4",
         input_size: Sequence[int] = (16, 224, 224),
         patch_size: int = 16,
         out_indices: Sequence[int] | None = None,
@@ -272,17 +230,12 @@ class HVT(_VideoBackboneMixin, _HVT, BaseModule):
         init_cfg: dict | list[dict] | None = None,
         **kwargs,
     ) -> None:
-        if arch not in HVT_CONFIGS:
-            raise ValueError(f"unknown HVT arch {arch!r}; choose from {sorted(HVT_CONFIGS)}")
-        if kwargs.get("pooling", "2d") != "2d" or not kwargs.get("video", True):
+        if kwargs.pop("pooling", "2d") != "2d" or not kwargs.pop("video", True):
             raise ValueError(f"{arch}: MMAction2 needs the video model (pooling='2d', video=True)")
         _no_classifier(kwargs, arch)
-        kwargs = {**HVT_CONFIGS[arch], **kwargs}
         if out_indices is None:
-            pools = hvt_pool_blocks(kwargs.get("depth", 12), kwargs["pool_block_width"])
-            out_indices = (len(pools),)
+            out_indices = (len(_HVT.stage_info(arch, **kwargs)) - 1,)
         kwargs.update(
-            arch=arch,
             input_size=checked_input_size(input_size, 3, arch, "video"),
             patch_size=patch_size,
             pooling="2d",
@@ -293,7 +246,7 @@ class HVT(_VideoBackboneMixin, _HVT, BaseModule):
             drop_path_rate=drop_path_rate,
             grad_checkpointing=grad_checkpointing,
         )
-        super().__init__(**kwargs)
+        super().__init__(arch, **kwargs)
         self.pad_input = bool(pad_input)
         self.init_cfg = copy.deepcopy(init_cfg)
 
@@ -301,18 +254,10 @@ class HVT(_VideoBackboneMixin, _HVT, BaseModule):
 # ---------------------------------------------------------------------- heads
 def _classifier_state(head: HieraHead, path: str, prefix: str | None) -> dict[str, torch.Tensor]:
     """The classifier tensors of ``path`` under the head's names (``norm.*``, ``fc_cls.*``)."""
-    raw = read_checkpoint(path)
-    content = raw.content
-    meta = content.get("meta")
-    ours = isinstance(meta, Mapping) and meta.get("format") == "hiera_backbones"
-    state = content.get("state_dict")
-    if isinstance(state, Mapping) and not ours:
-        # An mmengine checkpoint (a trained recognizer): its cls_head.* as they are.
-        p = prefix or "cls_head."
-        found = {k.removeprefix("module."): v for k, v in state.items()}
-        found = {k[len(p):]: v for k, v in found.items() if k.startswith(p)}
-        if found:
-            return found
+    # A framework checkpoint (a trained recognizer): its cls_head.* as they are.
+    found = framework_state(path, prefix or "cls_head.")
+    if found:
+        return found
     # Any Hiera / HVT format: official fine-tuned files, `hiera-convert --keep-head` output.
     weights = read_backbone_weights(path)
     if not weights.head:
@@ -392,20 +337,13 @@ class HieraHead(BaseHead):
     def load_classifier(self, checkpoint: str, prefix: str | None = None) -> None:
         """Loads the classifier of ``checkpoint`` (see ``init_cfg``); raises
         :class:`~hiera_backbones.checkpoints.CheckpointError` if it does not fit."""
-        path = fetch_checkpoint(checkpoint)
+        path = resolve_source(checkpoint)
         state = _classifier_state(self, path, prefix)
-        own = self.state_dict()
-        if set(state) != set(own):
-            raise CheckpointError(
-                f"{path}: classifier keys {sorted(state)} do not match the head's {sorted(own)}"
-            )
-        for k, v in state.items():
-            if v.shape != own[k].shape:
-                raise CheckpointError(
-                    f"{path}: the classifier's {k} is {tuple(v.shape)}, this head's is "
-                    f"{tuple(own[k].shape)} (num_classes={self.num_classes}, in_channels="
-                    f"{self.in_channels}); fine-tune a new head instead (no cls_head.init_cfg)"
-                )
+        check_fit(
+            self, state, f"{path}'s classifier", f"{type(self).__name__}(num_classes="
+            f"{self.num_classes}, in_channels={self.in_channels})",
+            hint="Fine-tune a new head instead (no cls_head.init_cfg)",
+        )
         self.load_state_dict(state, strict=True)
         _log(f"{type(self).__name__}: loaded the classifier of {path}")
 

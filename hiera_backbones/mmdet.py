@@ -19,8 +19,8 @@ The backbones *are* our pure-PyTorch models (subclasses that are also mmengine `
 so their parameters sit directly under ``backbone.``: files from ``hiera-convert --to mmdet``
 load with ``load_from`` or ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')``
 with no missing keys, and ``init_cfg`` also takes official files (converted on the fly; see
-:func:`hiera_backbones.mm_common.load_pretrained`). Importing this module also lets mmengine
-resume its own checkpoints on torch >= 2.6 (:func:`~hiera_backbones.mm_common.
+:func:`hiera_backbones.checkpoints.load_pretrained`). Importing this module also lets mmengine
+resume its own checkpoints on torch >= 2.6 (:func:`~hiera_backbones.openmmlab.loading.
 allow_mmengine_checkpoints`).
 """
 
@@ -35,23 +35,18 @@ from mmdet.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.model import BaseModule
 from torch import nn
 
-from .mm_common import (
-    PretrainedInitMixin,
-    allow_mmengine_checkpoints,
-    checked_input_size,
-    hiera_arguments,
-    layer_decay_constructor,
-)
-from .models.hiera import Hiera as _Hiera
-from .models.hvt import HVT as _HVT
-from .models.hvt import HVT_CONFIGS
+from .models import HVT as _HVT
+from .models import Hiera as _Hiera
+from .openmmlab.args import check_hiera_task, checked_input_size
+from .openmmlab.loading import PretrainedInitMixin, allow_mmengine_checkpoints
+from .openmmlab.optim import LayerDecayOptimWrapperConstructor
 
 __all__ = ["HVT", "Hiera", "LayerDecayOptimWrapperConstructor", "LayerNorm2d"]
 
-LayerDecayOptimWrapperConstructor = layer_decay_constructor()
-OPTIM_WRAPPER_CONSTRUCTORS.register_module(
-    name="LayerDecayOptimWrapperConstructor", module=LayerDecayOptimWrapperConstructor
-)
+if "LayerDecayOptimWrapperConstructor" not in OPTIM_WRAPPER_CONSTRUCTORS.module_dict:
+    OPTIM_WRAPPER_CONSTRUCTORS.register_module(
+        name="LayerDecayOptimWrapperConstructor", module=LayerDecayOptimWrapperConstructor
+    )
 allow_mmengine_checkpoints()
 
 
@@ -61,7 +56,8 @@ class Hiera(PretrainedInitMixin, _Hiera, BaseModule):
 
     Args:
         arch: an image model of :data:`~hiera_backbones.models.HIERA_CONFIGS`
-            (``hiera_{tiny,small,base,base_plus,large,huge}_224``).
+            (``hiera_{tiny,small,base,base_plus,large,huge}_224``) or a dict of architecture
+            overrides (``dict(base='hiera_tiny_224', embed_dim=32)``).
         input_size: ``(H, W)`` the position embedding is kept at (pretrained weights are
             resized to it once); other inputs with H, W multiples of 32 still run (resized on
             the fly). Use the training crop size, e.g. 1024 for LSJ.
@@ -75,7 +71,7 @@ class Hiera(PretrainedInitMixin, _Hiera, BaseModule):
 
     def __init__(
         self,
-        arch: str = "hiera_base_224",
+        arch: str | dict = "hiera_base_224",
         input_size: Sequence[int] = (1024, 1024),
         out_indices: Sequence[int] = (0, 1, 2, 3),
         out_norm: bool = True,
@@ -84,14 +80,15 @@ class Hiera(PretrainedInitMixin, _Hiera, BaseModule):
         init_cfg: dict | list[dict] | None = None,
         **kwargs,
     ) -> None:
+        check_hiera_task(arch, kwargs, 2, "detection")
         super().__init__(
-            **hiera_arguments(
-                arch, 2, "detection", kwargs, input_size,
-                out_indices=tuple(out_indices),
-                out_norm=out_norm,
-                drop_path_rate=drop_path_rate,
-                grad_checkpointing=grad_checkpointing,
-            )
+            arch,
+            **kwargs,
+            input_size=checked_input_size(input_size, 2, arch, "detection"),
+            out_indices=tuple(out_indices),
+            out_norm=out_norm,
+            drop_path_rate=drop_path_rate,
+            grad_checkpointing=grad_checkpointing,
         )
         self.init_cfg = copy.deepcopy(init_cfg)
 
@@ -102,7 +99,8 @@ class HVT(PretrainedInitMixin, _HVT, BaseModule):
     ``patch_size * 2**k``; ``patch_size=4`` gives 4/8/16/32/64 for HVT-S-4's five stages.
 
     Args:
-        arch: a variant of :data:`~hiera_backbones.models.HVT_CONFIGS` (e.g. ``hvt_s_4``).
+        arch: a variant of :data:`~hiera_backbones.models.HVT_CONFIGS` (e.g. ``hvt_s_4``) or a
+            dict of architecture overrides.
         input_size: ``(H, W)`` the position embeddings are kept at (see :class:`Hiera`).
         patch_size: 4 for FPN strides from 4; official (16) checkpoints are resampled on load.
         out_indices: stages to return (default: all).
@@ -112,7 +110,7 @@ class HVT(PretrainedInitMixin, _HVT, BaseModule):
 
     def __init__(
         self,
-        arch: str = "hvt_s_4",
+        arch: str | dict = "hvt_s_4",
         input_size: Sequence[int] = (1024, 1024),
         patch_size: int = 4,
         out_indices: Sequence[int] | None = None,
@@ -122,23 +120,19 @@ class HVT(PretrainedInitMixin, _HVT, BaseModule):
         init_cfg: dict | list[dict] | None = None,
         **kwargs,
     ) -> None:
-        if arch not in HVT_CONFIGS:
-            raise ValueError(f"unknown HVT arch {arch!r}; choose from {sorted(HVT_CONFIGS)}")
-        if kwargs.get("video") or kwargs.get("pooling", "2d") != "2d":
+        if kwargs.pop("video", False) or kwargs.pop("pooling", "2d") != "2d":
             raise ValueError(f"{arch}: detection needs 2D maps (pooling='2d', video=False)")
-        kwargs = {
-            **HVT_CONFIGS[arch],
+        super().__init__(
+            arch,
             **kwargs,
-            "arch": arch,
-            "input_size": checked_input_size(input_size, 2, arch, "detection"),
-            "patch_size": patch_size,
-            "pooling": "2d",
-            "out_indices": None if out_indices is None else tuple(out_indices),
-            "out_norm": out_norm,
-            "drop_path_rate": drop_path_rate,
-            "grad_checkpointing": grad_checkpointing,
-        }
-        super().__init__(**kwargs)
+            input_size=checked_input_size(input_size, 2, arch, "detection"),
+            patch_size=patch_size,
+            pooling="2d",
+            out_indices=None if out_indices is None else tuple(out_indices),
+            out_norm=out_norm,
+            drop_path_rate=drop_path_rate,
+            grad_checkpointing=grad_checkpointing,
+        )
         self.init_cfg = copy.deepcopy(init_cfg)
 
 

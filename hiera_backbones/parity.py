@@ -110,7 +110,7 @@ def official_hiera(name: str, input_size: Sequence[int] | None = None, **kwargs)
         raise ImportError(
             "the official Hiera package is needed: pip install hiera-transformer==0.1.4"
         ) from None
-    from .models.hiera import HIERA_CONFIGS
+    from .models import HIERA_CONFIGS
 
     if name not in HIERA_CONFIGS:
         raise ValueError(f"unknown official model {name!r}; choose from {', '.join(HIERA_CONFIGS)}")

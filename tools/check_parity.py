@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the official package is needed: pip install hiera-transformer==0.1.4")
     from hiera_backbones import build_backbone
     from hiera_backbones.checkpoints import CheckpointError, read_backbone_weights
-    from hiera_backbones.models.hiera import HIERA_CONFIGS
+    from hiera_backbones.models import HIERA_CONFIGS
     from hiera_backbones.parity import (
         FP32_RTOL,
         map_errors,

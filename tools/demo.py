@@ -170,7 +170,7 @@ def run_mmdet(args: argparse.Namespace) -> dict:
     from tqdm import tqdm
 
     from hiera_backbones.data import SHAPE_CLASSES, make_coco_shapes
-    from hiera_backbones.mm_common import allow_mmengine_checkpoints
+    from hiera_backbones.openmmlab.loading import allow_mmengine_checkpoints
 
     allow_mmengine_checkpoints()
     cfg = Config.fromfile(MMDET_CONFIG)

@@ -18,7 +18,7 @@ import sys
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from hiera_backbones.mm_cli import add_runner_arguments, parse_runner_args
+    from hiera_backbones.openmmlab.cli import add_runner_arguments, parse_runner_args
 
     parser = argparse.ArgumentParser(description="Test a detector (mmengine Runner)")
     parser.add_argument("config", help="config file")
@@ -30,14 +30,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from hiera_backbones.mm_cli import (
+    from hiera_backbones.openmmlab.cli import (
         UsageError,
         build_runner,
         load_config,
         owned_process_group,
         print_metrics,
+        setup_cpu_distributed,
     )
-    from hiera_backbones.mm_common import allow_mmengine_checkpoints, setup_cpu_distributed
+    from hiera_backbones.openmmlab.loading import allow_mmengine_checkpoints
 
     allow_mmengine_checkpoints()
     try:

@@ -8,8 +8,9 @@
         --nproc-per-node 8 tools/mm_train.py CONFIG --launcher pytorch
 
 Same options as MMDetection's tools/train.py. On torch >= 2.6, resuming works without
-TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD (see hiera_backbones.mm_common.allow_mmengine_checkpoints), and
---launcher pytorch also runs on CPU-only machines (gloo, CPU DDP).
+TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD (see
+hiera_backbones.openmmlab.loading.allow_mmengine_checkpoints), and --launcher pytorch also
+runs on CPU-only machines (gloo, CPU DDP).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from hiera_backbones.mm_cli import add_runner_arguments, parse_runner_args
+    from hiera_backbones.openmmlab.cli import add_runner_arguments, parse_runner_args
 
     parser = argparse.ArgumentParser(description="Train a detector (mmengine Runner)")
     parser.add_argument("config", help="config file")
@@ -29,14 +30,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from hiera_backbones.mm_cli import (
+    from hiera_backbones.openmmlab.cli import (
         UsageError,
         apply_training_options,
         build_runner,
         load_config,
         owned_process_group,
+        setup_cpu_distributed,
     )
-    from hiera_backbones.mm_common import allow_mmengine_checkpoints, setup_cpu_distributed
+    from hiera_backbones.openmmlab.loading import allow_mmengine_checkpoints
 
     allow_mmengine_checkpoints()
     try:

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from hiera_backbones.mm_cli import add_runner_arguments, parse_runner_args
+    from hiera_backbones.openmmlab.cli import add_runner_arguments, parse_runner_args
 
     parser = argparse.ArgumentParser(description="Train / test an MMAction2 model (mmengine)")
     parser.add_argument("config", help="config file")
@@ -41,13 +41,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _is_mmengine_checkpoint(spec: str) -> bool:
     """True for a whole-model file mmengine saved (``state_dict`` of a recognizer/detector);
     False for backbone weights (official files, ``model:tag`` names, converter output)."""
-    from hiera_backbones.checkpoints import read_checkpoint
+    from hiera_backbones.checkpoints import content_metadata, read_checkpoint
 
     if not os.path.exists(spec):
         return False  # "<model>:<tag>", resolved by init_cfg
     content = read_checkpoint(spec).content
-    meta = content.get("meta")
-    if isinstance(meta, Mapping) and meta.get("format") == "hiera_backbones":
+    if content_metadata(content) is not None:
         return False
     return isinstance(content.get("state_dict"), Mapping)
 
@@ -71,14 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import hiera_backbones.mmaction  # noqa: F401  (DRN wheel fix, registrations, safe resume)
     from hiera_backbones.checkpoints import CheckpointError
-    from hiera_backbones.mm_cli import (
+    from hiera_backbones.openmmlab.cli import (
         UsageError,
         apply_training_options,
         build_runner,
         load_config,
         owned_process_group,
+        setup_cpu_distributed,
     )
-    from hiera_backbones.mm_common import setup_cpu_distributed
 
     from_weights = False
     try:
@@ -108,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(runner, args: argparse.Namespace, from_weights: bool) -> int:
     """Train, or test (``--test``) with the built runner; the process exit code."""
     from hiera_backbones.checkpoints import CheckpointError
-    from hiera_backbones.mm_cli import print_metrics
+    from hiera_backbones.openmmlab.cli import print_metrics
 
     if args.test is None:
         runner.train()

@@ -1,30 +1,56 @@
-"""Checkpoint formats, key maps and converters (no training-framework imports)."""
+"""Checkpoint files: every format, URL, download, safe load, fit check and conversion (no
+training-framework imports). Adapters load weights only through this package.
+
+* :mod:`.io`: safe reading (``weights_only=True``, :data:`~.io.SAFE_GLOBALS`) and atomic writing.
+* :mod:`.hub`: official URLs, ``"<model>:<tag>"`` names and the one downloader.
+* :mod:`.hiera_formats`, :mod:`.hvt_formats`: recognising foreign formats, key maps.
+* :mod:`.hvt_layouts`: HVT 1D -> 2D / video weights, patch-kernel resampling.
+* :mod:`.metadata`: recognising and reading the files this package writes.
+* :mod:`.fit`: does a state dict fit a model (one message style).
+* :mod:`.convert`: any source -> backbone tensors under our names -> a framework's file.
+* :mod:`.load`: loading into a built backbone; framework checkpoints' backbone part.
+"""
 
 from .convert import (
-    OFFICIAL_CHECKPOINTS,
     TARGET_PREFIXES,
     TARGETS,
     BackboneWeights,
     convert_checkpoint,
     export_weights,
-    load_backbone_checkpoint,
     read_backbone_weights,
-    resolve_source,
     verify_against_official,
 )
-from .io import CheckpointError, read_checkpoint
+from .fit import Mismatch, check_fit, state_mismatch
+from .hub import HVT_CHECKPOINT_URLS, OFFICIAL_CHECKPOINTS, is_official_tag, resolve_source
+from .io import SAFE_GLOBALS, CheckpointError, load_torch_file, read_checkpoint
+from .load import backbone_weights_for, framework_state, load_backbone_checkpoint, load_pretrained
+from .metadata import OWN_FORMAT, content_metadata, own_metadata, read_own_state
 
 __all__ = [
+    "HVT_CHECKPOINT_URLS",
     "OFFICIAL_CHECKPOINTS",
+    "OWN_FORMAT",
+    "SAFE_GLOBALS",
     "TARGETS",
     "TARGET_PREFIXES",
     "BackboneWeights",
     "CheckpointError",
+    "Mismatch",
+    "backbone_weights_for",
+    "check_fit",
+    "content_metadata",
     "convert_checkpoint",
     "export_weights",
+    "framework_state",
+    "is_official_tag",
     "load_backbone_checkpoint",
+    "load_pretrained",
+    "load_torch_file",
+    "own_metadata",
     "read_backbone_weights",
     "read_checkpoint",
+    "read_own_state",
     "resolve_source",
+    "state_mismatch",
     "verify_against_official",
 ]

@@ -7,7 +7,8 @@ import logging
 import sys
 import warnings
 
-from .convert import OFFICIAL_CHECKPOINTS, SOURCE_FORMATS, TARGETS, convert_checkpoint
+from .convert import SOURCE_FORMATS, TARGETS, convert_checkpoint
+from .hub import OFFICIAL_CHECKPOINTS
 from .io import CheckpointError
 
 EPILOG = """\

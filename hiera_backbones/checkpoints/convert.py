@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,9 +24,9 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..models.hiera import resize_pos_embed, resize_temporal_pos_embed
-from ..models.hvt import HVT_CHECKPOINT_URLS, hvt_1d_to_2d_state_dict, inflate_hvt_state_dict
+from ..models.pos_embed import resize_pos_embed, resize_temporal_pos_embed
 from ..parity import FP32_RTOL, MapError, map_errors, official_hiera, official_stage_maps
+from .fit import check_fit
 from .hiera_formats import (
     HIERA_FORMATS,
     detect_hiera_format,
@@ -35,6 +34,7 @@ from .hiera_formats import (
     split_hiera_state,
     to_official_hiera,
 )
+from .hub import resolve_source
 from .hvt_formats import (
     HVT_FORMATS,
     detect_hvt_format,
@@ -43,18 +43,17 @@ from .hvt_formats import (
     split_hvt_state,
     vit_to_hvt,
 )
+from .hvt_layouts import hvt_1d_to_2d_state_dict, inflate_hvt_state_dict
 from .io import CheckpointError, RawCheckpoint, read_checkpoint, save_atomic
+from .metadata import OWN_FORMAT, own_metadata, read_own_state
 
 __all__ = [
     "TARGETS",
     "TARGET_PREFIXES",
     "BackboneWeights",
-    "OFFICIAL_CHECKPOINTS",
     "convert_checkpoint",
     "export_weights",
-    "load_backbone_checkpoint",
     "read_backbone_weights",
-    "resolve_source",
     "verify_against_official",
 ]
 
@@ -69,24 +68,6 @@ SOURCE_FORMATS = (*HIERA_FORMATS, *HVT_FORMATS, "hiera-backbones")
 HVT_MODES = ("1d", "2d", "video")
 #: HVT layout each target needs by default: detectors want 2D maps, MMAction2 video.
 DEFAULT_HVT_MODE = {"backbone": None, "detectron2": "2d", "mmdet": "2d", "mmaction": "video"}
-
-_HIERA_URL = "https://dl.fbaipublicfiles.com/hiera/"
-#: ``"<model>:<tag>"`` -> official download URL.
-OFFICIAL_CHECKPOINTS: dict[str, str] = {}
-for _size in ("tiny", "small", "base", "base_plus", "large", "huge"):
-    OFFICIAL_CHECKPOINTS[f"hiera_{_size}_224:mae_in1k"] = f"{_HIERA_URL}mae_hiera_{_size}_224.pth"
-    OFFICIAL_CHECKPOINTS[f"hiera_{_size}_224:mae_in1k_ft_in1k"] = (
-        f"{_HIERA_URL}hiera_{_size}_224.pth"
-    )
-OFFICIAL_CHECKPOINTS.update({f"{name}:in1k": url for name, url in HVT_CHECKPOINT_URLS.items()})
-for _size in ("base", "base_plus", "large", "huge"):
-    OFFICIAL_CHECKPOINTS[f"hiera_{_size}_16x224:mae_k400"] = (
-        f"{_HIERA_URL}mae_hiera_{_size}_16x224.pth"
-    )
-    OFFICIAL_CHECKPOINTS[f"hiera_{_size}_16x224:mae_k400_ft_k400"] = (
-        f"{_HIERA_URL}hiera_{_size}_16x224.pth"
-    )
-
 
 @dataclass
 class BackboneWeights:
@@ -104,7 +85,7 @@ class BackboneWeights:
 
     def metadata(self, target: str, prefix: str, with_head: bool) -> dict[str, Any]:
         return {
-            "format": "hiera_backbones",
+            "format": OWN_FORMAT,
             "version": __version__,
             "arch": self.arch,
             "build_kwargs": {
@@ -118,60 +99,6 @@ class BackboneWeights:
             "source_file": os.path.basename(self.source_file),
             "dropped": sorted(self.dropped),
         }
-
-
-def resolve_source(spec: str, cache_dir: str | None = None) -> str:
-    """A local path as is; ``"<model>:<tag>"`` (e.g. ``hiera_base_224:mae_in1k``) becomes the
-    official file, downloaded once into ``cache_dir`` (default ``~/.cache/hiera_backbones``)."""
-    if os.path.exists(spec) or ":" not in spec or os.sep in spec:
-        return spec
-    if spec not in OFFICIAL_CHECKPOINTS:
-        raise CheckpointError(
-            f"{spec!r} is neither a file nor a known official checkpoint; known: "
-            + ", ".join(sorted(OFFICIAL_CHECKPOINTS))
-        )
-    url = OFFICIAL_CHECKPOINTS[spec]
-    cache_dir = cache_dir or os.environ.get(
-        "HIERA_BACKBONES_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "hiera_backbones")
-    )
-    os.makedirs(cache_dir, exist_ok=True)
-    dst = os.path.join(cache_dir, os.path.basename(url))
-    if os.path.exists(dst):
-        return dst
-    tmp = dst + ".part"
-    try:
-        torch.hub.download_url_to_file(url, tmp, progress=True)
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        reason = getattr(err, "reason", err)
-        raise CheckpointError(
-            f"could not download {url} ({reason}); this machine may be offline. Download the "
-            f"file elsewhere and pass its local path instead of {spec!r}."
-        ) from None
-    os.replace(tmp, dst)
-    return dst
-
-
-def _own_metadata(content: Mapping) -> dict | None:
-    meta = content.get("meta")
-    if isinstance(meta, Mapping) and meta.get("format") == "hiera_backbones":
-        return dict(meta)
-    return None
-
-
-def _own_safetensors_metadata(metadata: Mapping[str, str]) -> dict | None:
-    try:
-        decoded = {k: json.loads(v) for k, v in metadata.items()}
-    except (TypeError, ValueError):
-        return None
-    return decoded if decoded.get("format") == "hiera_backbones" else None
-
-
-def _read_metadata(raw: RawCheckpoint) -> dict | None:
-    if raw.file_format in ("safetensors", "hf-hub-dir"):
-        return _own_safetensors_metadata(raw.safetensors_metadata)
-    return _own_metadata(raw.content)
 
 
 def _family(fmt: str, own: dict | None) -> str:
@@ -241,7 +168,7 @@ def read_backbone_weights(
         target: the framework the weights are for; picks the default ``hvt_mode``.
     """
     raw = read_checkpoint(resolve_source(src), allow_pickle=allow_pickle)
-    own = _read_metadata(raw)
+    own = own_metadata(raw)
     fmt = _detect(raw, from_format, own)
     if _family(fmt, own) == "hvt":
         mode = hvt_mode or DEFAULT_HVT_MODE.get(target or "backbone")
@@ -370,21 +297,7 @@ def _check_shapes(arch: str, build_kwargs: Mapping, backbone: Mapping, path: str
         model = _build_model(arch, build_kwargs)
     except ValueError as err:
         raise CheckpointError(f"{path}: cannot build {arch} for these weights: {err}") from None
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in backbone.items()}
-    missing = sorted(set(expected) - set(got))
-    extra = sorted(set(got) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing ({', '.join(missing[:4])})")
-    if extra:
-        problems.append(f"{len(extra)} unexpected ({', '.join(extra[:4])})")
-    if wrong:
-        k = wrong[0]
-        problems.append(f"{len(wrong)} with wrong shapes (e.g. {k}: {got[k]} vs {expected[k]})")
-    if problems:
-        raise CheckpointError(f"{path} does not fit {arch}: " + "; ".join(problems))
+    check_fit(model, backbone, path, arch)
 
 
 def _resize_pos(backbone: dict, old_size, new_size, arch: str) -> dict:
@@ -477,55 +390,6 @@ def convert_checkpoint(
     return meta
 
 
-def _state_from_file(path: str) -> tuple[dict[str, torch.Tensor], dict]:
-    raw = read_checkpoint(path)
-    own = _own_metadata(raw.content)
-    if raw.file_format == "safetensors":
-        own = _own_safetensors_metadata(raw.safetensors_metadata)
-        state = raw.content
-    else:
-        state = raw.content.get("state_dict", raw.content.get("model"))
-    if not own or state is None:
-        raise CheckpointError(f"{path} was not written by hiera_backbones")
-    prefix = own.get("prefix", "")
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, own
-
-
-def load_backbone_checkpoint(
-    model: nn.Module,
-    src: str,
-    from_format: str | None = None,
-    allow_pickle: bool = False,
-    strict: bool = True,
-) -> BackboneWeights:
-    """Loads any supported checkpoint into a backbone built by :func:`build_backbone`.
-
-    The position embedding is resized to the model's ``input_size`` when they differ; the
-    classifier is loaded too when the model has one. Raises :class:`CheckpointError` naming
-    missing or mismatched keys."""
-    input_size = getattr(model, "input_size", None)
-    hvt = {}
-    if hasattr(model, "pooling"):  # HVT: convert to the model's layout and patch size
-        hvt = dict(
-            hvt_mode="video" if model.video else model.pooling,
-            patch_size=model.patch_size if model.pooling == "2d" else None,
-        )
-    weights = read_backbone_weights(src, from_format, allow_pickle, input_size, **hvt)
-    arch = getattr(model, "arch", None)
-    if arch is not None and arch != weights.arch:
-        raise CheckpointError(f"{src} holds {weights.arch} weights, not {arch}")
-    state = dict(weights.backbone)
-    if getattr(model, "num_classes", 0) > 0 and weights.head:
-        state.update(weights.head)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    own_keys = [k for k in missing if not k.startswith("out_norms.")]
-    if strict and (own_keys or unexpected):
-        raise CheckpointError(
-            f"{src} does not fit {arch}: missing {own_keys[:5]}, unexpected {unexpected[:5]}"
-        )
-    return weights
-
-
 def verify_against_official(
     weights: BackboneWeights, dst: str, batch: int = 1
 ) -> list[MapError]:
@@ -559,7 +423,7 @@ def verify_against_official(
     missing, _ = official.load_state_dict(backbone_source, strict=False)
     if any(not k.startswith(("norm.", "head.")) for k in missing):
         raise CheckpointError(f"verify: the source lacks official backbone keys {missing[:5]}")
-    state, meta = _state_from_file(dst)
+    state, meta = read_own_state(dst)
     ours = build_backbone(meta["arch"], **weights.build_kwargs).eval()
     missing, unexpected = ours.load_state_dict(
         {k: v for k, v in state.items() if not k.startswith(("norm.", "head."))}, strict=False
@@ -594,7 +458,7 @@ def _verify_hvt(weights: BackboneWeights, dst: str, batch: int) -> list[MapError
         )
     source = build_backbone(weights.arch, **kwargs).eval()
     source.load_state_dict(weights.source_state, strict=True)
-    state, meta = _state_from_file(dst)
+    state, meta = read_own_state(dst)
     ours = build_backbone(meta["arch"], **kwargs).eval()
     ours.load_state_dict({k: v for k, v in state.items() if not k.startswith(("norm.", "head."))})
     x = torch.randn(batch, 3, *kwargs["input_size"], generator=torch.Generator().manual_seed(0))

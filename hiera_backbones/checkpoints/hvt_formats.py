@@ -22,8 +22,8 @@ from collections.abc import Mapping
 
 import torch
 
-from ..models.hiera import resize_pos_embed
 from ..models.hvt import HVT_CONFIGS, hvt_pool_blocks, hvt_pooled_length
+from ..models.pos_embed import resize_pos_embed
 from .io import CheckpointError
 
 __all__ = [

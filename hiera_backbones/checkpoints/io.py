@@ -26,13 +26,21 @@ from typing import Any
 import torch
 
 __all__ = [
+    "SAFE_GLOBALS",
     "CheckpointError",
     "RawCheckpoint",
+    "load_torch_file",
     "read_checkpoint",
     "save_atomic",
     "sha256_file",
     "write_atomic",
 ]
+
+#: Classes unpickled besides tensors and plain containers, by every reader of this package
+#: (the converter, detectron2's checkpointer, the OpenMMLab loaders). The official HVT releases
+#: (DeiT training code) carry an ``argparse.Namespace`` of training arguments, a plain attribute
+#: bag. Add a class only after checking that rebuilding it cannot run code.
+SAFE_GLOBALS: list[Any] = [argparse.Namespace]
 
 
 class CheckpointError(Exception):
@@ -95,22 +103,21 @@ def _read_safetensors(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str
     return tensors, metadata
 
 
-def _torch_load(path: str, allow_pickle: bool) -> Any:
+def _torch_load(path: str, allow_pickle: bool, mmap: bool, stacklevel: int = 4) -> Any:
     if allow_pickle:
         warnings.warn(
             f"loading {path} with weights_only=False: a malicious file can run arbitrary code. "
             "Only do this for files you trust.",
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
         return torch.load(path, map_location="cpu", weights_only=False)
-    # HVT releases (DeiT training code) may carry an argparse.Namespace of training args;
-    # allow that one harmless class and nothing else.
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as err:
-            if "mmap" not in str(err):
-                raise
+    with torch.serialization.safe_globals(SAFE_GLOBALS):
+        if mmap:
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as err:
+                if "mmap" not in str(err):
+                    raise
         # Legacy (non-zip) serialization cannot be memory-mapped.
         return torch.load(path, map_location="cpu", weights_only=True)
 
@@ -127,6 +134,40 @@ def _is_pickle_stream(path: str) -> bool:
     except Exception:  # any parse failure means "not a pickle"
         return False
     return True
+
+
+def load_torch_file(path: str, allow_pickle: bool = False, mmap: bool = True) -> Any:
+    """``torch.load`` of a ``.pth`` file, safely: ``weights_only=True`` plus
+    :data:`SAFE_GLOBALS` unless ``allow_pickle``. A file that holds other pickled objects, or a
+    truncated / corrupt one, raises :class:`CheckpointError` saying which and what to do.
+
+    ``mmap`` memory-maps the file where its format allows (one copy of the weights in memory
+    while converting). Pass ``mmap=False`` when the loaded tensors may outlive the file, e.g.
+    a resumed optimizer state when training then overwrites that checkpoint: rewriting a
+    mapped file invalidates the mapped tensors (SIGBUS)."""
+    try:
+        return _torch_load(path, allow_pickle, mmap)
+    except pickle.UnpicklingError as err:
+        if not _is_pickle_stream(path):
+            raise CheckpointError(
+                f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?)"
+            ) from None
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        what = f" (it references {found[1]})" if found else ""
+        raise CheckpointError(
+            f"{path} holds pickled Python objects, not only tensors{what}, so it was not loaded: "
+            "a pickle can run arbitrary code. If you trust the file, pass --allow-pickle "
+            "(allow_pickle=True), or add the class to "
+            "hiera_backbones.checkpoints.io.SAFE_GLOBALS after checking it is plain data."
+        ) from None
+    except Exception as err:  # noqa: BLE001 - a corrupt stream can fail in any unpickler step
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        with open(path, "rb") as f:
+            if f.read(2) == b"PK" and not zipfile.is_zipfile(path):
+                first = "the zip archive torch.save writes is cut short (incomplete download?)"
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {first}"
+        ) from None
 
 
 def read_checkpoint(path: str, allow_pickle: bool = False) -> RawCheckpoint:
@@ -157,28 +198,7 @@ def read_checkpoint(path: str, allow_pickle: bool = False) -> RawCheckpoint:
         tensors, meta = _read_safetensors(path)
         return RawCheckpoint(tensors, path, sha256_file(path), "safetensors", {}, meta)
 
-    try:
-        obj = _torch_load(path, allow_pickle)
-    except pickle.UnpicklingError as err:
-        if not _is_pickle_stream(path):
-            raise CheckpointError(
-                f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?)"
-            ) from None
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
-        what = f" (it references {found[1]})" if found else ""
-        raise CheckpointError(
-            f"{path} holds pickled Python objects, not only tensors{what}, so it was not loaded: "
-            "a pickle can run arbitrary code. If you trust the file, pass --allow-pickle "
-            "(allow_pickle=True)."
-        ) from None
-    except Exception as err:  # noqa: BLE001 - a corrupt stream can fail in any unpickler step
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        with open(path, "rb") as f:
-            if f.read(2) == b"PK" and not zipfile.is_zipfile(path):
-                first = "the zip archive torch.save writes is cut short (incomplete download?)"
-        raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {first}"
-        ) from None
+    obj = load_torch_file(path, allow_pickle)
     if not isinstance(obj, Mapping):
         raise CheckpointError(
             f"{path} holds a {type(obj).__name__}, not a state dict; save model.state_dict()"

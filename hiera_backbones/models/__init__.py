@@ -1,31 +1,23 @@
-"""Pure-PyTorch model definitions (no training-framework imports)."""
+"""Pure-PyTorch model definitions (no training-framework imports, no file formats)."""
 
-from .hiera import HIERA_CONFIGS, Hiera, resize_pos_embed, resize_temporal_pos_embed
-from .hvt import (
-    HVT,
-    HVT_CHECKPOINT_URLS,
-    HVT_CONFIGS,
-    hvt_1d_to_2d_state_dict,
-    inflate_hvt_state_dict,
-    resample_patch_kernel,
-    unpool_1d_tokens,
-)
+from .base import StageBackbone
+from .hiera import HIERA_CONFIGS, Hiera
+from .hvt import HVT, HVT_CONFIGS, unpool_1d_tokens
 from .necks import SimpleFeaturePyramid
+from .pos_embed import resize_grid_pos_embed, resize_pos_embed, resize_temporal_pos_embed
 from .registry import build_backbone, list_models, register_model
 
 __all__ = [
     "HIERA_CONFIGS",
     "HVT",
-    "HVT_CHECKPOINT_URLS",
     "HVT_CONFIGS",
     "Hiera",
     "SimpleFeaturePyramid",
+    "StageBackbone",
     "build_backbone",
-    "hvt_1d_to_2d_state_dict",
-    "inflate_hvt_state_dict",
     "list_models",
     "register_model",
-    "resample_patch_kernel",
+    "resize_grid_pos_embed",
     "resize_pos_embed",
     "resize_temporal_pos_embed",
     "unpool_1d_tokens",

@@ -1,23 +1,84 @@
-"""What every multi-scale backbone here shares: stage metadata, layer ids for lr decay, input
-checks and gradient-checkpointed block calls. Subclasses set ``arch``, ``spatial_dims``,
+"""What every multi-scale backbone here shares: architecture resolution (``arch`` as a name or a
+dict), stage metadata, the timm-style feature API (``forward_intermediates``,
+``feature_info``), layer ids for layer-wise lr decay, input checks and gradient-checkpointed
+block calls.
+
+A subclass sets the class attributes ``family``, ``arch_zoo`` (name -> architecture),
+``arch_defaults`` (constructor defaults of every architecture key), ``arch_keys`` (the keys that
+make a variant, compared to name it) and ``default_arch``, implements :meth:`stage_info`
+(stage geometry from a resolved config, without building anything) and
+:meth:`_forward_stages`, and sets in ``__init__``: ``arch``, ``arch_config``, ``spatial_dims``,
 ``size_multiple``, ``stage_channels``, ``stage_strides``, ``stage_blocks``, ``out_indices``,
-``blocks``, ``patch_embed`` and ``grad_checkpointing``."""
+``blocks``, ``patch_embed``, ``out_norms`` and ``grad_checkpointing``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["StageBackbone"]
+__all__ = ["StageBackbone", "backbone_layer_id", "take_indices"]
+
+
+def backbone_layer_id(param_name: str, num_blocks: int) -> int:
+    """Layer id of a backbone parameter for layer-wise lr decay: the rule of MAE's
+    ``param_groups_lrd`` (which the Hiera fine-tuning recipes follow) and of ViTDet's
+    ``get_vit_lr_decay_rate``: embeddings (``patch_embed``, ``pos_embed*``) 0, ``blocks.i.*``
+    ``i + 1`` (HVT's stage embedding ``blocks.i.pos_embed`` included), anything else
+    ``num_blocks + 1``: output norms, a classifier and, outside the backbone, the neck and heads
+    sit one layer above the last block, so new layers train at the base lr and the last block
+    at ``decay`` times it. The lr scale of id ``i`` is ``decay ** (num_blocks + 1 - i)``."""
+    if param_name.startswith(("pos_embed", "patch_embed")):
+        return 0
+    if param_name.startswith("blocks."):
+        index = int(param_name.split(".")[1])
+        if not 0 <= index < num_blocks:
+            raise ValueError(f"{param_name}: block index beyond num_layers={num_blocks}")
+        return index + 1
+    return num_blocks + 1
+
+
+def take_indices(num_stages: int, indices: int | Sequence[int] | None) -> list[int]:
+    """timm's rule for ``forward_intermediates(indices=...)``: None = every stage, an int ``n``
+    = the last ``n`` stages, a sequence = those stages (negative ones count from the end).
+    Returned absolute and increasing; one ValueError otherwise."""
+    if indices is None:
+        return list(range(num_stages))
+    if isinstance(indices, int):
+        if not 0 < indices <= num_stages:
+            raise ValueError(f"indices={indices}: last-n must be in [1, {num_stages}]")
+        return list(range(num_stages - indices, num_stages))
+    taken = [int(i) + num_stages if int(i) < 0 else int(i) for i in indices]
+    if not taken or any(not 0 <= i < num_stages for i in taken) or taken != sorted(set(taken)):
+        raise ValueError(
+            f"indices={list(indices)} must be increasing stage indices in [-{num_stages}, "
+            f"{num_stages})"
+        )
+    return taken
+
+
+def _frozen(value: Any) -> Any:
+    """Lists and tuples compare equal when their items do (configs come from YAML, JSON...)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
 
 
 class StageBackbone(nn.Module):
     """Base class for backbones returning a tuple of stage outputs."""
 
+    family: ClassVar[str]
+    arch_zoo: ClassVar[Mapping[str, Mapping[str, Any]]]
+    arch_defaults: ClassVar[Mapping[str, Any]]
+    arch_keys: ClassVar[tuple[str, ...]]
+    default_arch: ClassVar[str]
+
     arch: str
+    arch_config: dict[str, Any]
     spatial_dims: int
     size_multiple: tuple[int, ...]
     stage_channels: list[int]
@@ -25,7 +86,98 @@ class StageBackbone(nn.Module):
     stage_blocks: list[int]  # index of the block whose output is each stage
     out_indices: tuple[int, ...]
     blocks: nn.ModuleList
+    out_norms: nn.ModuleDict | None
     grad_checkpointing: bool
+
+    # ------------------------------------------------------------------ architecture
+    @classmethod
+    def resolve_arch(
+        cls, arch: str | Mapping[str, Any] | None, overrides: Mapping[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """``(name, config)`` for ``arch`` (OpenMMLab's ``arch_zoo`` pattern).
+
+        ``arch`` is a name of :attr:`arch_zoo` or a dict of architecture overrides, optionally
+        with ``base`` (the zoo entry they modify; default :attr:`default_arch`). ``overrides``
+        (constructor arguments, ``None`` = not given) apply last. ``name`` is the truthful
+        name of the result: the zoo entry whose architecture keys (:attr:`arch_keys`) it has
+        (the base first), else ``"<base>_custom"``. ``config`` holds every architecture key."""
+        given = {k: v for k, v in dict(overrides or {}).items() if v is not None}
+        if arch is None:
+            arch = cls.default_arch
+        if isinstance(arch, str):
+            base, changes = arch, {}
+        elif isinstance(arch, Mapping):
+            changes = dict(arch)
+            base = str(changes.pop("base", cls.default_arch))
+        else:
+            raise TypeError(f"arch must be a model name or a dict, got {type(arch).__name__}")
+        if base not in cls.arch_zoo:
+            import difflib
+
+            close = difflib.get_close_matches(base, cls.arch_zoo, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ValueError(
+                f"unknown {cls.family} arch {base!r}{hint}; choose from {', '.join(cls.arch_zoo)} "
+                "or pass a dict of overrides"
+            )
+        unknown = sorted(set(changes) - set(cls.arch_defaults) - set(cls.arch_zoo[base]))
+        if unknown:
+            raise ValueError(
+                f"arch dict keys {unknown} are not {cls.family} architecture arguments "
+                f"({', '.join(sorted({*cls.arch_defaults, *cls.arch_zoo[base]}))}, base)"
+            )
+        config = {**cls.arch_defaults, **cls.arch_zoo[base], **changes, **given}
+
+        def identity(cfg: Mapping[str, Any]) -> tuple:
+            full = {**cls.arch_defaults, **cfg}
+            return tuple(_frozen(full.get(k)) for k in cls.arch_keys)
+
+        mine = identity(config)
+        candidates = [base, *(n for n in cls.arch_zoo if n != base)]
+        name = next((n for n in candidates if identity(cls.arch_zoo[n]) == mine), None)
+        return name or f"{base}_custom", config
+
+    def is_arch(self, name: str) -> bool:
+        """Whether this model has the architecture of zoo entry ``name`` (aliases such as
+        ``hvt_s_4`` / ``scale_hvt_ti_4`` are the same architecture)."""
+        if name == self.arch:
+            return True
+        if name not in self.arch_zoo:
+            return False
+        other = {**self.arch_defaults, **self.arch_zoo[name]}
+        return all(
+            _frozen(other.get(k)) == _frozen(self.arch_config.get(k)) for k in self.arch_keys
+        )
+
+    @classmethod
+    def stage_info(
+        cls, arch: str | Mapping[str, Any] | None = None, **overrides: Any
+    ) -> list[dict[str, int]]:
+        """``[{"num_chs": C, "reduction": stride}, ...]`` of every stage of ``arch`` with
+        ``overrides``, computed from the configuration alone (nothing is built), e.g. to map
+        feature names to stages before construction."""
+        _, config = cls.resolve_arch(arch, overrides)
+        return cls._stage_geometry(config)
+
+    @classmethod
+    def _stage_geometry(cls, config: Mapping[str, Any]) -> list[dict[str, int]]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _checked_out_indices(
+        out_indices: Sequence[int], num_stages: int, arch: str
+    ) -> tuple[int, ...]:
+        out = tuple(int(i) for i in out_indices)
+        if not out or sorted(set(out)) != list(out) or not all(0 <= i < num_stages for i in out):
+            raise ValueError(
+                f"{arch}: out_indices={out} must be increasing stage indices in [0, {num_stages})"
+            )
+        return out
+
+    # ------------------------------------------------------------------ stage metadata
+    @property
+    def num_stages(self) -> int:
+        return len(self.stage_channels)
 
     @property
     def out_channels(self) -> list[int]:
@@ -37,41 +189,93 @@ class StageBackbone(nn.Module):
 
     @property
     def feature_info(self) -> list[dict]:
-        """timm-style description of the returned stages."""
+        """timm-style description of every stage (``forward_intermediates`` indices);
+        ``out_indices`` picks the ones ``forward`` returns."""
         return [
-            dict(
-                num_chs=self.stage_channels[i],
-                reduction=self.stage_strides[i],
-                module=f"blocks.{self.stage_blocks[i]}",
-                stage=i,
+            dict(num_chs=c, reduction=s, module=f"blocks.{b}", stage=i)
+            for i, (c, s, b) in enumerate(
+                zip(self.stage_channels, self.stage_strides, self.stage_blocks)
             )
-            for i in self.out_indices
         ]
 
+    # ------------------------------------------------------------------ layer-wise lr decay
     @property
     def num_layers(self) -> int:
-        """Number of layer ids minus one: :meth:`get_layer_id` returns ids in [0, num_layers]."""
+        """Number of blocks; layer ids (:meth:`get_layer_id`) run from 0 to ``num_layers + 1``,
+        as in ViTDet's ``get_vit_lr_decay_rate(name, lr_decay_rate, num_layers)``."""
         return len(self.blocks)
 
     def get_layer_id(self, param_name: str) -> int:
-        """Layer id for layer-wise lr decay, as in the official Hiera training code: embeddings
-        (``patch_embed``, ``pos_embed*``) 0, ``blocks.i.*`` i+1 (HVT's stage embedding
-        ``blocks.i.pos_embed`` included), everything else (output norms, classifier)
-        ``num_layers``. Scale a parameter's lr by ``decay ** (num_layers - layer_id)``."""
-        if param_name.startswith(("pos_embed", "patch_embed")):
-            return 0
-        if param_name.startswith("blocks."):
-            return int(param_name.split(".")[1]) + 1
-        return self.num_layers
+        """Layer id of backbone parameter ``param_name`` (:func:`backbone_layer_id`)."""
+        return backbone_layer_id(param_name, len(self.blocks))
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
+
+    # ------------------------------------------------------------------ forward
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = True,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's feature API.
+
+        Args:
+            x: an input batch.
+            indices: stages to return: None (all), the last ``n``, or a sequence (negative
+                indices count from the end).
+            norm: apply each stage's output LayerNorm (``out_norms``; built for ``out_indices``
+                with ``out_norm=True``).
+            stop_early: run no block after the last requested stage (the returned final
+                tokens are then those of that block).
+            output_fmt: ``"NCHW"`` (channels first, also for video and HVT's 1D sequences) or
+                ``"NHWC"`` (channels last).
+            intermediates_only: return only the stage maps.
+
+        Returns:
+            The stage maps, or ``(final tokens (N, L, C), stage maps)``.
+        """
+        if output_fmt not in ("NCHW", "NHWC"):
+            raise ValueError(f"output_fmt={output_fmt!r}: use 'NCHW' or 'NHWC'")
+        taken = take_indices(self.num_stages, indices)
+        if norm:
+            unnormed = [i for i in taken if self.out_norms is None or str(i) not in self.out_norms]
+            if unnormed:
+                raise ValueError(
+                    f"{self.arch}: norm=True but stages {unnormed} have no output norm; build "
+                    "with out_norm=True and out_indices covering them"
+                )
+        final, maps = self._forward_stages(x, taken, norm, stop_early)
+        if output_fmt == "NHWC":
+            maps = [m.movedim(1, -1) for m in maps]
+        return maps if intermediates_only else (final, maps)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The stage maps of ``out_indices`` (channels first), normalized when built with
+        ``out_norm=True``; blocks after the last one are not run."""
+        _, maps = self._forward_stages(
+            x, list(self.out_indices), norm=self.out_norms is not None, stop_early=True
+        )
+        return tuple(maps)
+
+    def _forward_stages(
+        self, x: torch.Tensor, stages: list[int], norm: bool, stop_early: bool
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        raise NotImplementedError
+
+    def _stage_norm(self, x: torch.Tensor, stage: int, norm: bool) -> torch.Tensor:
+        return self.out_norms[str(stage)](x) if norm else x
 
     def _run_block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(block, x, use_reentrant=False)
         return block(x)
 
+    # ------------------------------------------------------------------ input checks
     def _check_input(self, x: torch.Tensor) -> None:
         """Rank, channels and size of an input batch; one clear ValueError otherwise."""
         expected_dim = self.spatial_dims + 2

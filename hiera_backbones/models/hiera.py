@@ -29,23 +29,31 @@ its attention has to copy q, k and v into a 5-D layout.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .base import StageBackbone
 from .layers import Block
+from .pos_embed import resize_pos_embed, resize_temporal_pos_embed
 from .registry import register_model
 
 __all__ = [
-    "Hiera",
-    "is_static_size",
-    "resize_pos_embed",
-    "resize_temporal_pos_embed",
     "HIERA_CONFIGS",
+    "Hiera",
+    "hiera_tiny_224",
+    "hiera_small_224",
+    "hiera_base_224",
+    "hiera_base_plus_224",
+    "hiera_large_224",
+    "hiera_huge_224",
+    "hiera_base_16x224",
+    "hiera_base_plus_16x224",
+    "hiera_large_16x224",
+    "hiera_huge_16x224",
 ]
 
 _IMAGE = dict(
@@ -84,85 +92,93 @@ HIERA_CONFIGS: dict[str, dict] = {
 }
 
 
-def is_static_size(size: Sequence[int | torch.SymInt]) -> bool:
-    """False while ``torch.export`` traces with dynamic sizes. Resizers then always interpolate
-    instead of comparing sizes, which would pin the traced program to the compared size; a
-    bicubic/linear resize to the same size is exactly the identity (weights 1 and 0)."""
-    return all(isinstance(s, int) for s in size)
-
-
-def resize_pos_embed(
-    pos_embed: torch.Tensor, old_grid: Sequence[int], new_grid: Sequence[int]
-) -> torch.Tensor:
-    """Resizes a raster-ordered ``(1, H*W, C)`` position embedding from ``old_grid`` (H, W) to
-    ``new_grid`` with bicubic interpolation (``align_corners=False``, no antialiasing), computed in
-    float32 and returned in the input dtype. The same rule is applied on the fly by :class:`Hiera`
-    and by the checkpoint converters, so resizing once and resizing per call agree exactly."""
-    old_grid, new_grid = tuple(old_grid), tuple(new_grid)
-    if is_static_size(new_grid) and old_grid == new_grid:
-        return pos_embed
-    if pos_embed.shape[1] != math.prod(old_grid):
-        raise ValueError(
-            f"pos_embed has {pos_embed.shape[1]} tokens, expected {math.prod(old_grid)} for a "
-            f"{old_grid[0]}x{old_grid[1]} grid"
-        )
-    channels = pos_embed.shape[-1]
-    grid = pos_embed.float().reshape(1, *old_grid, channels).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=new_grid, mode="bicubic", align_corners=False)
-    return grid.permute(0, 2, 3, 1).reshape(1, -1, channels).to(pos_embed.dtype)
-
-
-def resize_temporal_pos_embed(pos_embed: torch.Tensor, new_length: int) -> torch.Tensor:
-    """Resizes a ``(1, T, C)`` temporal position embedding to ``new_length`` with linear
-    interpolation (``align_corners=False``), in float32, returned in the input dtype."""
-    if is_static_size((new_length,)) and pos_embed.shape[1] == new_length:
-        return pos_embed
-    seq = pos_embed.float().transpose(1, 2)
-    seq = F.interpolate(seq, size=new_length, mode="linear", align_corners=False)
-    return seq.transpose(1, 2).to(pos_embed.dtype)
+_ARCH_DEFAULTS: dict[str, Any] = dict(
+    in_chans=3,
+    q_pool=3,
+    mask_unit_attn=(True, True, False, False),
+    dim_mul=2.0,
+    head_mul=2.0,
+    mlp_ratio=4.0,
+)
 
 
 class Hiera(StageBackbone):
     """Hiera backbone returning multi-scale stage maps.
 
-    Args mirror the official constructor (``input_size`` ... ``sep_pos_embed``), plus:
-        out_indices: stages to return (0-based); stages after the last one are not computed.
+    Args:
+        arch: a name of :data:`HIERA_CONFIGS` (``"hiera_base_224"``, ``"hiera_base_16x224"``,
+            ...) or a dict of architecture overrides with an optional ``base`` name, e.g.
+            ``dict(base="hiera_base_16x224", embed_dim=32, stages=(1, 1, 2, 1))``. The
+            result's truthful name is ``self.arch`` (a zoo name only if the architecture is that
+            model's, else ``"<base>_custom"``); every architecture argument is in
+            ``self.arch_config``.
+        input_size ... sep_pos_embed: the official constructor's arguments; ``None`` takes the
+            value from ``arch``. Explicit values override it.
+        drop_path_rate: stochastic depth, linear over blocks.
+        out_indices: stages ``forward`` returns (0-based); stages after the last one are not
+            computed. :meth:`forward_intermediates` takes any stages.
         out_norm: apply a LayerNorm (``out_norms.<stage>``) to each returned map; the official
             intermediates are un-normalized, and detection necks usually want normalized ones.
         num_classes: if > 0, build the official ``norm`` + ``head.projection`` classifier, used by
             :meth:`forward_logits` (logits, no softmax).
         grad_checkpointing: recompute blocks in the backward pass to save memory.
-        arch: a name recorded on the module (set by the registry).
     """
+
+    family = "Hiera"
+    arch_zoo = HIERA_CONFIGS
+    arch_defaults = _ARCH_DEFAULTS
+    arch_keys = (
+        "in_chans", "embed_dim", "num_heads", "stages", "q_pool", "q_stride", "mask_unit_size",
+        "mask_unit_attn", "dim_mul", "head_mul", "patch_kernel", "patch_stride", "patch_padding",
+        "mlp_ratio", "sep_pos_embed",
+    )
+    default_arch = "hiera_base_224"
 
     def __init__(
         self,
-        input_size: Sequence[int] = (224, 224),
-        in_chans: int = 3,
-        embed_dim: int = 96,
-        num_heads: int = 1,
-        stages: Sequence[int] = (2, 3, 16, 3),
-        q_pool: int = 3,
-        q_stride: Sequence[int] = (2, 2),
-        mask_unit_size: Sequence[int] = (8, 8),
-        mask_unit_attn: Sequence[bool] = (True, True, False, False),
-        dim_mul: float = 2.0,
-        head_mul: float = 2.0,
-        patch_kernel: Sequence[int] = (7, 7),
-        patch_stride: Sequence[int] = (4, 4),
-        patch_padding: Sequence[int] = (3, 3),
-        mlp_ratio: float = 4.0,
+        arch: str | Mapping[str, Any] = "hiera_base_224",
+        *,
+        input_size: Sequence[int] | None = None,
+        in_chans: int | None = None,
+        embed_dim: int | None = None,
+        num_heads: int | None = None,
+        stages: Sequence[int] | None = None,
+        q_pool: int | None = None,
+        q_stride: Sequence[int] | None = None,
+        mask_unit_size: Sequence[int] | None = None,
+        mask_unit_attn: Sequence[bool] | None = None,
+        dim_mul: float | None = None,
+        head_mul: float | None = None,
+        patch_kernel: Sequence[int] | None = None,
+        patch_stride: Sequence[int] | None = None,
+        patch_padding: Sequence[int] | None = None,
+        mlp_ratio: float | None = None,
+        sep_pos_embed: bool | None = None,
         drop_path_rate: float = 0.0,
-        sep_pos_embed: bool = False,
         out_indices: Sequence[int] = (0, 1, 2, 3),
         out_norm: bool = False,
         num_classes: int = 0,
         head_dropout: float = 0.0,
         grad_checkpointing: bool = False,
-        arch: str = "hiera",
     ) -> None:
         super().__init__()
-        self.arch = arch
+        name, cfg = self.resolve_arch(arch, dict(
+            input_size=input_size, in_chans=in_chans, embed_dim=embed_dim, num_heads=num_heads,
+            stages=stages, q_pool=q_pool, q_stride=q_stride, mask_unit_size=mask_unit_size,
+            mask_unit_attn=mask_unit_attn, dim_mul=dim_mul, head_mul=head_mul,
+            patch_kernel=patch_kernel, patch_stride=patch_stride, patch_padding=patch_padding,
+            mlp_ratio=mlp_ratio, sep_pos_embed=sep_pos_embed,
+        ))
+        self.arch = arch = name
+        self.arch_config = {k: v for k, v in cfg.items() if k != "input_size"}
+        input_size, stages = cfg["input_size"], tuple(cfg["stages"])
+        q_pool, q_stride = cfg["q_pool"], cfg["q_stride"]
+        mask_unit_size, mask_unit_attn = cfg["mask_unit_size"], cfg["mask_unit_attn"]
+        patch_kernel, patch_stride = cfg["patch_kernel"], cfg["patch_stride"]
+        patch_padding = cfg["patch_padding"]
+        embed_dim, num_heads = cfg["embed_dim"], cfg["num_heads"]
+        dim_mul, head_mul, mlp_ratio = cfg["dim_mul"], cfg["head_mul"], cfg["mlp_ratio"]
+        sep_pos_embed, in_chans = cfg["sep_pos_embed"], cfg["in_chans"]
         self.spatial_dims = len(patch_stride)
         if not (
             len(input_size) == len(q_stride) == len(mask_unit_size) == len(patch_kernel)
@@ -178,13 +194,7 @@ class Hiera(StageBackbone):
             raise ValueError(f"q_pool={q_pool} must be in [0, {num_stages - 1}]")
         if len(mask_unit_attn) != num_stages:
             raise ValueError(f"mask_unit_attn needs {num_stages} entries, got {mask_unit_attn}")
-        out_indices = tuple(int(i) for i in out_indices)
-        if not out_indices or sorted(set(out_indices)) != list(out_indices) or not all(
-            0 <= i < num_stages for i in out_indices
-        ):
-            raise ValueError(
-                f"out_indices={out_indices} must be increasing stage indices in [0, {num_stages})"
-            )
+        out_indices = self._checked_out_indices(out_indices, num_stages, arch)
 
         self.input_size = tuple(int(s) for s in input_size)
         self.patch_stride = tuple(patch_stride)
@@ -258,9 +268,9 @@ class Hiera(StageBackbone):
                 self.stage_channels.append(dim)
 
         self.stage_blocks = self.stage_ends
-        self.stage_strides = [
-            self.patch_stride[-1] * self.q_stride[-1] ** min(i, q_pool) for i in range(num_stages)
-        ]
+        geometry = self._stage_geometry(cfg)
+        assert [g["num_chs"] for g in geometry] == self.stage_channels
+        self.stage_strides = [g["reduction"] for g in geometry]
         self.out_norms = (
             nn.ModuleDict({str(i): norm_layer(self.stage_channels[i]) for i in out_indices})
             if out_norm
@@ -275,6 +285,20 @@ class Hiera(StageBackbone):
         self._init_weights()
 
     # ------------------------------------------------------------------ metadata
+    @classmethod
+    def _stage_geometry(cls, config: Mapping[str, Any]) -> list[dict[str, int]]:
+        """Channels and strides of every stage: width times ``dim_mul`` per stage (rounded down
+        each time, as the blocks are built), stride ``patch * q_stride**min(stage, q_pool)``."""
+        dim, out = config["embed_dim"], []
+        for stage in range(len(config["stages"])):
+            if stage:
+                dim = int(dim * config["dim_mul"])
+            stride = config["patch_stride"][-1] * config["q_stride"][-1] ** min(
+                stage, config["q_pool"]
+            )
+            out.append(dict(num_chs=dim, reduction=stride))
+        return out
+
     def no_weight_decay(self) -> set[str]:
         if self.sep_pos_embed:
             return {"pos_embed_spatial", "pos_embed_temporal"}
@@ -355,43 +379,91 @@ class Hiera(StageBackbone):
         x = x.view(x.shape[0], *grid, x.shape[-1])
         return self._unroll(x), grid
 
-    def _run_blocks(self, x: torch.Tensor, last_block: int, grid, collect: bool):
+    def _forward_stages(
+        self, x: torch.Tensor, stages: list[int], norm: bool, stop_early: bool
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Channels-first maps ``(N, C_i, [T'], H / s_i, W / s_i)`` of ``stages``."""
+        x, grid = self._embed(x)
+        wanted = {self.stage_ends[i]: i for i in stages}
+        last = max(wanted) if stop_early else len(self.blocks) - 1
         outs = []
-        wanted = {self.stage_ends[i]: i for i in self.out_indices} if collect else {}
-        for i, blk in enumerate(self.blocks[: last_block + 1]):
+        for i, blk in enumerate(self.blocks[: last + 1]):
             x = self._run_block(blk, x)
             if i in wanted:
                 stage = wanted[i]
-                y = self.out_norms[str(stage)](x) if self.out_norms is not None else x
-                outs.append(self._reroll(y, stage, grid))
+                outs.append(self._reroll(self._stage_norm(x, stage, norm), stage, grid))
         return x, outs
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Returns channels-first maps ``(N, C_i, [T'], H / s_i, W / s_i)`` for ``out_indices``."""
-        x, grid = self._embed(x)
-        _, outs = self._run_blocks(x, self.stage_ends[self.out_indices[-1]], grid, collect=True)
-        return tuple(outs)
 
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Classifier logits (official head without its eval-mode softmax)."""
         if self.num_classes <= 0:
             raise RuntimeError(f"{self.arch} was built without a head; pass num_classes > 0")
         x, grid = self._embed(x)
-        x, _ = self._run_blocks(x, len(self.blocks) - 1, grid, collect=False)
+        for blk in self.blocks:
+            x = self._run_block(blk, x)
         # Official order: mean-pool the tokens, then the final LayerNorm.
         x = self.norm(x.mean(dim=1))
         return self.head.projection(self.head.dropout(x))
 
 
-def _make(name: str):
-    def constructor(**kwargs) -> Hiera:
-        return Hiera(**{**HIERA_CONFIGS[name], "arch": name, **kwargs})
-
-    constructor.__name__ = constructor.__qualname__ = name
-    constructor.__doc__ = f"Official ``{name}`` geometry ({HIERA_CONFIGS[name]['stages']} blocks)."
-    return register_model(constructor)
+# Explicit constructors, one per official model (build_backbone / list_models find them).
 
 
-for _name in HIERA_CONFIGS:
-    globals()[_name] = _make(_name)
-__all__ += list(HIERA_CONFIGS)
+@register_model
+def hiera_tiny_224(**kwargs: Any) -> Hiera:
+    """Image Hiera-Tiny at 224 (blocks per stage (1, 2, 7, 2))."""
+    return Hiera("hiera_tiny_224", **kwargs)
+
+
+@register_model
+def hiera_small_224(**kwargs: Any) -> Hiera:
+    """Image Hiera-Small at 224 (blocks per stage (1, 2, 11, 2))."""
+    return Hiera("hiera_small_224", **kwargs)
+
+
+@register_model
+def hiera_base_224(**kwargs: Any) -> Hiera:
+    """Image Hiera-Base at 224 (blocks per stage (2, 3, 16, 3))."""
+    return Hiera("hiera_base_224", **kwargs)
+
+
+@register_model
+def hiera_base_plus_224(**kwargs: Any) -> Hiera:
+    """Image Hiera-Base+ at 224 (blocks per stage (2, 3, 16, 3), width 112)."""
+    return Hiera("hiera_base_plus_224", **kwargs)
+
+
+@register_model
+def hiera_large_224(**kwargs: Any) -> Hiera:
+    """Image Hiera-Large at 224 (blocks per stage (2, 6, 36, 4))."""
+    return Hiera("hiera_large_224", **kwargs)
+
+
+@register_model
+def hiera_huge_224(**kwargs: Any) -> Hiera:
+    """Image Hiera-Huge at 224 (blocks per stage (2, 6, 36, 4), width 256)."""
+    return Hiera("hiera_huge_224", **kwargs)
+
+
+@register_model
+def hiera_base_16x224(**kwargs: Any) -> Hiera:
+    """Video Hiera-Base, 16 frames at 224."""
+    return Hiera("hiera_base_16x224", **kwargs)
+
+
+@register_model
+def hiera_base_plus_16x224(**kwargs: Any) -> Hiera:
+    """Video Hiera-Base+, 16 frames at 224."""
+    return Hiera("hiera_base_plus_16x224", **kwargs)
+
+
+@register_model
+def hiera_large_16x224(**kwargs: Any) -> Hiera:
+    """Video Hiera-Large, 16 frames at 224."""
+    return Hiera("hiera_large_16x224", **kwargs)
+
+
+@register_model
+def hiera_huge_16x224(**kwargs: Any) -> Hiera:
+    """Video Hiera-Huge, 16 frames at 224."""
+    return Hiera("hiera_huge_16x224", **kwargs)

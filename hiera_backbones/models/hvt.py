@@ -40,58 +40,46 @@ stride-16 output of block 0 alone (every official variant pools right after bloc
 shallow; necks should prefer deeper stages (see :class:`~hiera_backbones.models.necks.
 SimpleFeaturePyramid`). HVT-S-0 (no pooling) has one stage, the last block.
 
-Conversion rules (all pure functions on state dicts, used by the checkpoint converters):
-
-* :func:`hvt_1d_to_2d_state_dict`: input ``pos_embed`` resized bicubically to the new token grid;
-  each 1D stage embedding is unpooled to the source token grid with :func:`unpool_1d_tokens`
-  (token ``j`` after ``s`` pools goes to the patches ``[j * 2**s, (j + 1) * 2**s)`` in raster
-  order, all of which lie in its pooling window) and sampled at the centres ``(r * 2**s,
-  c * 2**s)`` of the 2D pooling cells, then resized bicubically to the target stage grid. So
-  each 2D cell starts from the embedding of the 1D token whose window contains its centre. This
-  is a heuristic (past the first pool 1D tokens are row bands), fine-tune afterwards;
-  ``init="zero"`` zeroes them instead.
-* :func:`inflate_hvt_state_dict`: the patch kernel is repeated over ``kt`` frames and divided by
-  ``kt``, ``pos_embed_temporal`` is zero. A static video then gives the image model's features in
-  every frame (global attention over ``T'`` identical copies of every key equals attention over
-  one copy, and max pooling over identical frames is the identity).
-* :func:`resample_patch_kernel`: the new kernel is the adjoint of the resize from the new patch
-  size to the old one, ``w_new = R^T w``. For an integer ratio, patch ``p'`` on an image equals
-  patch ``p`` on the image zoomed by ``p / p'`` (nearest neighbour), e.g. a 16x16 kernel becomes a
-  4x4 kernel of 4x4 block sums; patch 4 gives Hiera's strides 4/8/16/32.
+Converting released (1D) weights to the 2D and video layouts, and patch-kernel resampling, are
+checkpoint concerns: :mod:`hiera_backbones.checkpoints.hvt_layouts`.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .base import StageBackbone
-from .hiera import is_static_size, resize_pos_embed, resize_temporal_pos_embed
 from .layers import Block
+from .pos_embed import resize_grid_pos_embed, resize_pos_embed, resize_temporal_pos_embed
 from .registry import register_model
 
 __all__ = [
     "HVT",
     "HVTBlock",
-    "HVT_CHECKPOINT_URLS",
     "HVT_CONFIGS",
-    "hvt_1d_to_2d_state_dict",
+    "halve_side",
     "hvt_pool_blocks",
     "hvt_pooled_length",
-    "inflate_hvt_state_dict",
-    "resample_patch_kernel",
-    "resize_grid_pos_embed",
     "unpool_1d_tokens",
+    "hvt_ti_1",
+    "hvt_s_0",
+    "hvt_s_1",
+    "hvt_s_2",
+    "hvt_s_3",
+    "hvt_s_4",
+    "scale_hvt_ti_4",
 ]
 
 _SMALL = dict(embed_dim=384, num_heads=6)
-#: Constructor arguments of every official variant (all: depth 12, patch 16, MLP ratio 4, 224).
+_ARCH_DEFAULTS: dict[str, Any] = dict(in_chans=3, depth=12, mlp_ratio=4.0)
+#: Architecture of every official variant (all: depth 12, patch 16, MLP ratio 4, 224).
 HVT_CONFIGS: dict[str, dict] = {
     "hvt_ti_1": dict(embed_dim=192, num_heads=3, pool_block_width=12),
     "hvt_s_0": dict(**_SMALL, pool_block_width=0),
@@ -102,20 +90,6 @@ HVT_CONFIGS: dict[str, dict] = {
     # Scale HVT-Ti-4 is HVT-S-4 (README links the same file for both rows).
     "scale_hvt_ti_4": dict(**_SMALL, pool_block_width=3),
 }
-_RELEASES = "https://github.com/zhuang-group/HVT/releases/download"
-#: Released ImageNet-1k checkpoints (``torch.load(...)['model']``), by variant.
-HVT_CHECKPOINT_URLS: dict[str, str] = {
-    "hvt_ti_1": f"{_RELEASES}/v1.0/hvt_ti_1.pth",
-    "hvt_s_0": f"{_RELEASES}/v1.0/hvt_s_0.pth",
-    "hvt_s_1": f"{_RELEASES}/v1.1/hvt_s_1.pth",
-    "hvt_s_2": f"{_RELEASES}/v1.0/hvt_s_2.pth",
-    "hvt_s_3": f"{_RELEASES}/v1.0/hvt_s_3.pth",
-    "hvt_s_4": f"{_RELEASES}/v1.0/scale_hvt_ti_4.pth",
-    "scale_hvt_ti_4": f"{_RELEASES}/v1.0/scale_hvt_ti_4.pth",
-}
-
-_STAGE_POS_EMBED = re.compile(r"^blocks\.(\d+)\.pos_embed$")
-
 
 # ---------------------------------------------------------------------- geometry helpers
 def hvt_pool_blocks(depth: int, pool_block_width: int) -> list[int]:
@@ -131,20 +105,10 @@ def hvt_pooled_length(length: int, kernel_size: int = 3) -> int:
     return (length - kernel_size) // 2 + 1
 
 
-def _halve(side: int, levels: int) -> int:
+def halve_side(side: int, levels: int) -> int:
+    """A side after ``levels`` 2D pools (odd kernel, stride 2, "same" padding)."""
     # MaxPool(k odd, stride 2, padding k // 2) maps s -> ceil(s / 2); repeated: ceil(s / 2**n).
     return -(-side // 2**levels)
-
-
-def resize_grid_pos_embed(pos_embed: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Resizes a grid position embedding ``(1, C, h, w)`` to ``size`` with bicubic interpolation
-    (``align_corners=False``, as :func:`~hiera_backbones.models.hiera.resize_pos_embed`), computed
-    in float32 and returned in the input dtype."""
-    size = tuple(size)
-    if is_static_size(size) and tuple(pos_embed.shape[2:]) == size:
-        return pos_embed
-    out = F.interpolate(pos_embed.float(), size=size, mode="bicubic", align_corners=False)
-    return out.to(pos_embed.dtype)
 
 
 def unpool_1d_tokens(tokens: torch.Tensor, num_pools: int, grid: Sequence[int]) -> torch.Tensor:
@@ -164,155 +128,6 @@ def unpool_1d_tokens(tokens: torch.Tensor, num_pools: int, grid: Sequence[int]) 
     index = torch.arange(h * w, device=tokens.device) >> num_pools
     index = index.clamp_(max=tokens.shape[-1] - 1)
     return tokens[..., index].reshape(*tokens.shape[:-1], h, w)
-
-
-def resample_patch_kernel(
-    weight: torch.Tensor, new_size: int | Sequence[int], mode: str | None = None
-) -> torch.Tensor:
-    """Resamples a patch-embedding kernel ``(D, C, p, p)`` (or ``(D, C, kt, p, p)``) to a new
-    spatial patch size.
-
-    The new kernel is ``R^T w`` where ``R`` resizes a new-size patch to the old size with
-    ``F.interpolate(mode=mode)``: then ``<x, w_new> = <R x, w>``, i.e. embedding a patch equals
-    embedding it resized to the old patch size. The default mode, ``"nearest"`` for a smaller
-    patch and ``"area"`` for a larger one, makes this exact zoom equivalence for integer ratios:
-    patch 4 on an image = patch 16 on the image zoomed 4x (nearest), a 16x16 kernel becoming
-    the 4x4 kernel of its 4x4 block sums; patch 32 = patch 16 on the image 2x area-downsampled,
-    each weight spread over 2x2 and divided by 4. The bias is unchanged. Computed in float64.
-    """
-    new = (new_size, new_size) if isinstance(new_size, int) else tuple(new_size)
-    old = tuple(weight.shape[-2:])
-    if new == old:
-        return weight
-    if mode is None:
-        mode = "nearest" if new[0] * new[1] < old[0] * old[1] else "area"
-    n_new = new[0] * new[1]
-    # Rows of R^T: each new-size basis patch resized to the old size.
-    basis = torch.eye(n_new, dtype=torch.float64, device=weight.device).view(n_new, 1, *new)
-    kwargs = {} if mode in ("nearest", "area", "nearest-exact") else dict(align_corners=False)
-    r_t = F.interpolate(basis, size=old, mode=mode, **kwargs).view(n_new, -1)
-    out = weight.to(torch.float64).flatten(-2) @ r_t.T
-    return out.view(*weight.shape[:-2], *new).to(weight.dtype)
-
-
-# ---------------------------------------------------------------------- state-dict conversion
-def _stage_pos_embed_keys(state_dict: Mapping[str, torch.Tensor]) -> list[tuple[int, str]]:
-    found = []
-    for key in state_dict:
-        m = _STAGE_POS_EMBED.match(key)
-        if m:
-            found.append((int(m.group(1)), key))
-    return sorted(found)
-
-
-def hvt_1d_to_2d_state_dict(
-    state_dict: Mapping[str, torch.Tensor],
-    input_size: Sequence[int] = (224, 224),
-    patch_size: int | None = None,
-    init: str = "gather",
-    source_grid: Sequence[int] | None = None,
-    pool_kernel_size: int = 3,
-) -> dict[str, torch.Tensor]:
-    """Converts an HVT state dict (official, 1D pooling) for a ``pooling="2d"`` model built at
-    ``input_size`` (and ``patch_size``).
-
-    * ``pos_embed``: bicubic resize from ``source_grid`` to the target token grid.
-    * ``blocks.{p}.pos_embed`` (the ``k``-th pooling block, used after ``k + 1`` pools):
-      ``init="gather"`` unpools the 1D embedding to the source grid (:func:`unpool_1d_tokens`),
-      samples it at the 2D cell centres ``(r * 2**(k+1), c * 2**(k+1))`` and resizes the result to
-      the target grid ``ceil(h / 2**(k+1)) x ceil(w / 2**(k+1))``; ``init="zero"`` zeroes it.
-      Embeddings that are already grids ``(1, C, h, w)`` are only resized, so the function also
-      re-targets 2D state dicts to a new size.
-    * ``patch_embed.proj.weight``: :func:`resample_patch_kernel` if ``patch_size`` differs.
-
-    Args:
-        state_dict: HVT weights (unwrap ``checkpoint['model']`` first); not modified.
-        input_size: ``(H, W)`` the 2D model is built with.
-        patch_size: the 2D model's patch size (default: the checkpoint's).
-        init: ``"gather"`` or ``"zero"`` for the stage embeddings.
-        source_grid: the checkpoint's token grid (default: square, from ``pos_embed``).
-        pool_kernel_size: the checkpoint's 1D pool kernel (3 in every release).
-
-    Returns:
-        A new state dict; other keys are passed through unchanged.
-    """
-    if init not in ("gather", "zero"):
-        raise ValueError(f"init={init!r}: use 'gather' or 'zero'")
-    out = dict(state_dict)
-    kernel = state_dict["patch_embed.proj.weight"]
-    if kernel.dim() != 4:
-        raise ValueError(
-            f"patch_embed.proj.weight has shape {tuple(kernel.shape)}; expected an image kernel "
-            "(D, C, p, p)"
-        )
-    src_patch = kernel.shape[-1]
-    patch = src_patch if patch_size is None else int(patch_size)
-    size = tuple(int(s) for s in input_size)
-    if len(size) != 2 or any(s <= 0 or s % patch for s in size):
-        raise ValueError(f"input_size={size} must be (H, W) with sides multiples of patch {patch}")
-    grid = (size[0] // patch, size[1] // patch)
-    pos = state_dict["pos_embed"]
-    if source_grid is None:
-        side = math.isqrt(pos.shape[1])
-        if side * side != pos.shape[1]:
-            raise ValueError(
-                f"pos_embed has {pos.shape[1]} tokens, not a square grid; pass source_grid=(h, w)"
-            )
-        source_grid = (side, side)
-    source_grid = tuple(int(g) for g in source_grid)
-    out["pos_embed"] = resize_pos_embed(pos, source_grid, grid)
-    if patch != src_patch:
-        out["patch_embed.proj.weight"] = resample_patch_kernel(kernel, patch)
-
-    length = source_grid[0] * source_grid[1]
-    for level, (_, key) in enumerate(_stage_pos_embed_keys(state_dict), start=1):
-        pe = state_dict[key]
-        target = (_halve(grid[0], level), _halve(grid[1], level))
-        length = hvt_pooled_length(length, pool_kernel_size)
-        if pe.dim() == 4:  # already a grid
-            out[key] = resize_grid_pos_embed(pe, target)
-            continue
-        if pe.shape[1] != length:
-            raise ValueError(
-                f"{key} has {pe.shape[1]} tokens; after {level} pool(s) of a {source_grid} grid "
-                f"HVT has {length}. Is source_grid right?"
-            )
-        if init == "zero":
-            out[key] = pe.new_zeros(1, pe.shape[-1], *target)
-            continue
-        step = 2**level
-        full = unpool_1d_tokens(pe.transpose(1, 2), level, source_grid)  # (1, C, h, w)
-        out[key] = resize_grid_pos_embed(full[..., ::step, ::step].contiguous(), target)
-    return out
-
-
-def inflate_hvt_state_dict(
-    state_dict: Mapping[str, torch.Tensor],
-    input_size: Sequence[int] = (16, 224, 224),
-    temporal_patch_size: int = 2,
-    patch_size: int | None = None,
-    init: str = "gather",
-    source_grid: Sequence[int] | None = None,
-) -> dict[str, torch.Tensor]:
-    """Turns image HVT weights (1D official or 2D) into weights for ``video=True`` at
-    ``input_size = (T, H, W)``.
-
-    Spatial keys go through :func:`hvt_1d_to_2d_state_dict` (``input_size[1:]``, ``patch_size``,
-    ``init``); the patch kernel ``(D, C, p, p)`` becomes ``(D, C, kt, p, p)`` with every temporal
-    slice ``w / kt``; ``pos_embed_temporal`` ``(1, T // kt, D)`` is zero. A static video through
-    the inflated model gives the image model's stage maps in every frame.
-    """
-    t, h, w = (int(s) for s in input_size)
-    kt = int(temporal_patch_size)
-    if t <= 0 or t % kt:
-        raise ValueError(f"T={t} must be a positive multiple of temporal_patch_size={kt}")
-    out = hvt_1d_to_2d_state_dict(
-        state_dict, (h, w), patch_size=patch_size, init=init, source_grid=source_grid
-    )
-    kernel = out["patch_embed.proj.weight"]
-    out["patch_embed.proj.weight"] = (kernel.unsqueeze(2) / kt).repeat(1, 1, kt, 1, 1)
-    out["pos_embed_temporal"] = kernel.new_zeros(1, t // kt, kernel.shape[0])
-    return out
 
 
 # ---------------------------------------------------------------------- modules
@@ -377,34 +192,46 @@ class HVT(StageBackbone):
     """HVT backbone returning its stage outputs (see the module docstring for modes/stages).
 
     Args:
+        arch: a name of :data:`HVT_CONFIGS` (``"hvt_s_4"``, ...) or a dict of architecture
+            overrides with an optional ``base`` name (e.g. ``dict(base="hvt_s_4", depth=4)``);
+            ``self.arch`` is the truthful name (``"<base>_custom"`` unless the architecture is a
+            zoo entry's), ``self.arch_config`` the resolved architecture.
         input_size: ``(H, W)``, or ``(T, H, W)`` with ``video=True``, that the position
             embeddings are defined on (default 224, 16 frames). ``pooling="1d"`` runs only here.
         patch_size: spatial patch size (official 16; 8 or 4 for finer strides).
-        in_chans, embed_dim, depth, num_heads, mlp_ratio: as the official constructor.
-        pool_block_width: pool after block ``i`` when ``i % pool_block_width == 0``; 0 = never.
+        in_chans, embed_dim, depth, num_heads, mlp_ratio, pool_block_width: the official
+            architecture (``None``: from ``arch``); pool after block ``i`` when
+            ``i % pool_block_width == 0``, 0 = never.
         pool_kernel_size: max-pool kernel (official 3; odd in 2D mode).
         pooling: ``"1d"`` (official) or ``"2d"`` (grid pooling, dense maps).
         video: space-time input ``(N, C, T, H, W)``; needs ``pooling="2d"``.
         temporal_patch_size: frames per token in video mode.
         temporal_pool: also halve time at every pool in video mode.
         drop_path_rate: stochastic depth, linear over blocks.
-        out_indices: stages to return, 0-based (default: all); later blocks are not run.
+        out_indices: stages ``forward`` returns, 0-based (default: all); later blocks are not run.
         out_norm: LayerNorm (``out_norms.<stage>``) on each returned stage.
         num_classes: if > 0, build the official ``norm`` + ``head`` for :meth:`forward_logits`.
         grad_checkpointing: recompute blocks in the backward pass.
-        arch: name recorded on the module (set by the registry).
     """
+
+    family = "HVT"
+    arch_zoo = HVT_CONFIGS
+    arch_defaults = _ARCH_DEFAULTS
+    arch_keys = ("in_chans", "embed_dim", "depth", "num_heads", "mlp_ratio", "pool_block_width")
+    default_arch = "hvt_s_4"
 
     def __init__(
         self,
+        arch: str | Mapping[str, Any] = "hvt_s_4",
+        *,
         input_size: Sequence[int] | None = None,
         patch_size: int = 16,
-        in_chans: int = 3,
-        embed_dim: int = 384,
-        depth: int = 12,
-        num_heads: int = 6,
-        mlp_ratio: float = 4.0,
-        pool_block_width: int = 3,
+        in_chans: int | None = None,
+        embed_dim: int | None = None,
+        depth: int | None = None,
+        num_heads: int | None = None,
+        mlp_ratio: float | None = None,
+        pool_block_width: int | None = None,
         pool_kernel_size: int = 3,
         pooling: str = "1d",
         video: bool = False,
@@ -415,10 +242,17 @@ class HVT(StageBackbone):
         out_norm: bool = False,
         num_classes: int = 0,
         grad_checkpointing: bool = False,
-        arch: str = "hvt",
     ) -> None:
         super().__init__()
-        self.arch = arch
+        name, cfg = self.resolve_arch(arch, dict(
+            in_chans=in_chans, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+            mlp_ratio=mlp_ratio, pool_block_width=pool_block_width,
+        ))
+        self.arch = arch = name
+        self.arch_config = cfg
+        in_chans, embed_dim, depth = cfg["in_chans"], cfg["embed_dim"], cfg["depth"]
+        num_heads, mlp_ratio = cfg["num_heads"], cfg["mlp_ratio"]
+        pool_block_width = cfg["pool_block_width"]
         if pooling not in ("1d", "2d"):
             raise ValueError(f"{arch}: pooling={pooling!r}; use '1d' (official) or '2d' (dense)")
         if video and pooling != "2d":
@@ -444,7 +278,7 @@ class HVT(StageBackbone):
         self.embed_dim = embed_dim
         self.pool_block_width = pool_block_width
         self.pool_blocks = hvt_pool_blocks(depth, pool_block_width)
-        self.num_stages = len(self.pool_blocks) + 1
+        num_stages = len(self.pool_blocks) + 1
         self.grad_checkpointing = grad_checkpointing
 
         # Per-stage geometry at input_size: token counts (1D) or grids (2D).
@@ -463,27 +297,19 @@ class HVT(StageBackbone):
         else:
             t = self.token_grid[0] if video else None
             self.stage_grids = []
-            for k in range(self.num_stages):
-                g = (_halve(h, k), _halve(w, k))
+            for k in range(num_stages):
+                g = (halve_side(h, k), halve_side(w, k))
                 if video:
-                    g = (_halve(t, k) if temporal_pool else t, *g)
+                    g = (halve_side(t, k) if temporal_pool else t, *g)
                 self.stage_grids.append(g)
-        self.stage_strides = [patch_size * 2**k for k in range(self.num_stages)]
-        self.stage_channels = [embed_dim] * self.num_stages
+        geometry = self._stage_geometry({**cfg, "patch_size": patch_size})
+        self.stage_strides = [g["reduction"] for g in geometry]
+        self.stage_channels = [g["num_chs"] for g in geometry]
         # Stage k < n: block p_k before its pool; stage n: the last block.
         self.stage_blocks = [*self.pool_blocks, depth - 1]
-
         if out_indices is None:
-            out_indices = tuple(range(self.num_stages))
-        out_indices = tuple(int(i) for i in out_indices)
-        if not out_indices or sorted(set(out_indices)) != list(out_indices) or not all(
-            0 <= i < self.num_stages for i in out_indices
-        ):
-            raise ValueError(
-                f"{arch}: out_indices={out_indices} must be increasing stage indices in "
-                f"[0, {self.num_stages}) (this variant pools after blocks {self.pool_blocks})"
-            )
-        self.out_indices = out_indices
+            out_indices = tuple(range(num_stages))
+        self.out_indices = self._checked_out_indices(out_indices, num_stages, arch)
 
         conv = nn.Conv3d if video else nn.Conv2d
         self.patch_embed = nn.Module()
@@ -525,6 +351,15 @@ class HVT(StageBackbone):
         self._init_weights()
 
     # ------------------------------------------------------------------ metadata
+    @classmethod
+    def _stage_geometry(cls, config: Mapping[str, Any]) -> list[dict[str, int]]:
+        """One stage per pool plus the last: constant width, stride ``patch_size * 2**k``."""
+        pools = hvt_pool_blocks(config["depth"], config["pool_block_width"])
+        patch = int(config.get("patch_size", 16))
+        return [
+            dict(num_chs=config["embed_dim"], reduction=patch * 2**k) for k in range(len(pools) + 1)
+        ]
+
     @property
     def out_strides(self) -> list[int]:
         """Strides of the returned stages (``patch * 2**k``). In 1D mode this is nominal: the
@@ -554,7 +389,6 @@ class HVT(StageBackbone):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    # ------------------------------------------------------------------ geometry
     # ------------------------------------------------------------------ forward
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
         self._check_input(x)
@@ -578,37 +412,29 @@ class HVT(StageBackbone):
             pe = (temporal.unsqueeze(2) + pe.unsqueeze(1)).flatten(1, 2)
         return x + pe.to(x.dtype), grid
 
-    def _to_map(self, x: torch.Tensor, stage: int, grid: Sequence[int]) -> torch.Tensor:
-        if self.out_norms is not None:
-            x = self.out_norms[str(stage)](x)
+    def _to_map(self, x: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
         return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], *grid).contiguous()
 
-    def _run_blocks(
-        self, x: torch.Tensor, grid: tuple[int, ...], collect: bool
+    def _forward_stages(
+        self, x: torch.Tensor, stages: list[int], norm: bool, stop_early: bool
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``(N, C, L)`` token sequences for ``pooling="1d"``, ``(N, C, H/s, W/s)`` maps (sides
+        rounded up) for ``"2d"``, ``(N, C, T', H/s, W/s)`` for video."""
+        x, grid = self._embed(x)
         outs: list[torch.Tensor] = []
-        wanted = set(self.out_indices) if collect else set()
-        last = len(self.blocks) - 1
+        wanted, last_stage = set(stages), self.num_stages - 1
         for i, blk in enumerate(self.blocks):
             x = self._run_block(blk, x)
             if blk.pool is not None:
                 stage = self.pool_blocks.index(i)
                 if stage in wanted:
-                    outs.append(self._to_map(x, stage, grid))
+                    outs.append(self._to_map(self._stage_norm(x, stage, norm), grid))
                 x, grid = blk.pool_tokens(x, grid)
-            if i == last and self.num_stages - 1 in wanted:
-                outs.append(self._to_map(x, self.num_stages - 1, grid))
-            if wanted and len(outs) == len(wanted):
+            if i == len(self.blocks) - 1 and last_stage in wanted:
+                outs.append(self._to_map(self._stage_norm(x, last_stage, norm), grid))
+            if stop_early and len(outs) == len(wanted):
                 break  # later blocks feed no requested stage
         return x, outs
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Returns the stages in ``out_indices``: ``(N, C, L)`` token sequences for
-        ``pooling="1d"``, ``(N, C, H/s, W/s)`` maps (sides rounded up) for ``"2d"``, and
-        ``(N, C, T', H/s, W/s)`` for video."""
-        x, grid = self._embed(x)
-        _, outs = self._run_blocks(x, grid, collect=True)
-        return tuple(outs)
 
     def _require_head(self) -> None:
         if self.num_classes <= 0:
@@ -619,7 +445,10 @@ class HVT(StageBackbone):
         ``(N, C)``. Needs ``num_classes > 0`` (the ``norm`` is built with the head)."""
         self._require_head()
         x, grid = self._embed(x)
-        x, _ = self._run_blocks(x, grid, collect=False)
+        for blk in self.blocks:
+            x = self._run_block(blk, x)
+            if blk.pool is not None:
+                x, grid = blk.pool_tokens(x, grid)
         # Official order: norm over every token, then the mean.
         return self.norm(x).mean(dim=1)
 
@@ -629,18 +458,47 @@ class HVT(StageBackbone):
         return self.head(self.forward_features(x))
 
 
-def _make(name: str):
-    def constructor(**kwargs) -> HVT:
-        return HVT(**{**HVT_CONFIGS[name], "arch": name, **kwargs})
-
-    constructor.__name__ = constructor.__qualname__ = name
-    constructor.__doc__ = (
-        f"Official ``{name}`` (pool_block_width={HVT_CONFIGS[name]['pool_block_width']}); "
-        "pass ``pooling='2d'`` for dense maps, ``video=True`` for space-time input."
-    )
-    return register_model(constructor)
+# Explicit constructors, one per official variant (build_backbone / list_models find them);
+# pooling="2d" gives dense maps, video=True space-time input.
 
 
-for _name in HVT_CONFIGS:
-    globals()[_name] = _make(_name)
-__all__ += list(HVT_CONFIGS)
+@register_model
+def hvt_ti_1(**kwargs: Any) -> HVT:
+    """HVT-Ti-1: width 192, 3 heads, one pool (after block 0)."""
+    return HVT("hvt_ti_1", **kwargs)
+
+
+@register_model
+def hvt_s_0(**kwargs: Any) -> HVT:
+    """HVT-S-0: width 384, 6 heads, no pooling (DeiT-S without class token)."""
+    return HVT("hvt_s_0", **kwargs)
+
+
+@register_model
+def hvt_s_1(**kwargs: Any) -> HVT:
+    """HVT-S-1: width 384, 6 heads, one pool (after block 0)."""
+    return HVT("hvt_s_1", **kwargs)
+
+
+@register_model
+def hvt_s_2(**kwargs: Any) -> HVT:
+    """HVT-S-2: width 384, pools after blocks 0 and 6."""
+    return HVT("hvt_s_2", **kwargs)
+
+
+@register_model
+def hvt_s_3(**kwargs: Any) -> HVT:
+    """HVT-S-3: width 384, pools after blocks 0, 4 and 8."""
+    return HVT("hvt_s_3", **kwargs)
+
+
+@register_model
+def hvt_s_4(**kwargs: Any) -> HVT:
+    """HVT-S-4: width 384, pools after blocks 0, 3, 6 and 9."""
+    return HVT("hvt_s_4", **kwargs)
+
+
+@register_model
+def scale_hvt_ti_4(**kwargs: Any) -> HVT:
+    """Scale HVT-Ti-4: the same architecture as HVT-S-4 (the release links one file)."""
+    return HVT("scale_hvt_ti_4", **kwargs)

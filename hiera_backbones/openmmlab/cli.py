@@ -1,4 +1,5 @@
-"""Command-line plumbing shared by tools/mm_train.py, tools/mm_test.py and tools/mma_train.py.
+"""Command-line and process plumbing shared by tools/mm_train.py, tools/mm_test.py and
+tools/mma_train.py (and CPU-only distributed runs: :func:`setup_cpu_distributed`).
 
 The options and their meaning follow MMDetection's / MMAction2's own ``tools/train.py`` and
 ``tools/test.py``. mmengine is imported only inside the functions that need it.
@@ -9,9 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+
+import torch
 
 __all__ = [
     "UsageError",
@@ -22,6 +25,7 @@ __all__ = [
     "owned_process_group",
     "parse_runner_args",
     "print_metrics",
+    "setup_cpu_distributed",
 ]
 
 
@@ -126,3 +130,43 @@ def owned_process_group() -> Iterator[None]:
     finally:
         if not existed and dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def setup_cpu_distributed(cfg: Any, launcher: str) -> bool:
+    """Prepares a ``torchrun`` (``--launcher pytorch``) run on a machine without GPUs.
+
+    mmengine's launcher calls ``torch.cuda.set_device`` and wraps the model in DDP with
+    ``device_ids=[LOCAL_RANK]``, both GPU-only. Without CUDA this initializes the process group
+    with gloo itself (mmengine then skips its own initialization) and sets
+    ``cfg.model_wrapper_cfg`` for a CPU DDP model (and gloo in ``env_cfg``). With CUDA, or
+    ``launcher="none"``, it does nothing. Returns True if it prepared a CPU distributed run.
+    """
+    if launcher == "none" or torch.cuda.is_available():
+        return False
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        missing = [k for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR") if
+                   k not in os.environ]
+        if launcher == "pytorch" and missing:
+            raise RuntimeError(
+                f"--launcher pytorch needs the torchrun environment ({', '.join(missing)} "
+                "missing): start with `torchrun --nproc-per-node N tools/mm_train.py ...`"
+            )
+        if launcher != "pytorch":
+            raise RuntimeError(f"--launcher {launcher} needs GPUs; on CPU use torchrun "
+                               "(--launcher pytorch)")
+        dist.init_process_group(backend="gloo")
+    wrapper = dict(cfg.get("model_wrapper_cfg") or {})
+    wrapper.setdefault("type", "MMDistributedDataParallel")
+    # device_ids must be None for a CPU module (explicitly set: mmengine's default is GPU ids).
+    wrapper["device_ids"] = None
+    wrapper.setdefault("broadcast_buffers", False)
+    wrapper.setdefault("find_unused_parameters", bool(cfg.get("find_unused_parameters", False)))
+    cfg.model_wrapper_cfg = wrapper
+    env = cfg.get("env_cfg") or {}
+    if isinstance(env, Mapping):
+        dist_cfg = dict(env.get("dist_cfg") or {})
+        dist_cfg["backend"] = "gloo"
+        cfg.env_cfg = {**env, "dist_cfg": dist_cfg}
+    return True

@@ -1,0 +1,107 @@
+"""Official checkpoint URLs and the one downloader.
+
+A checkpoint source is a local path, ``"<model>:<tag>"`` naming an official release (e.g.
+``hiera_base_224:mae_in1k``, ``hvt_s_4:in1k``; see :data:`OFFICIAL_CHECKPOINTS`) or an
+http(s) URL. :func:`resolve_source` turns any of them into a local file, downloading once into
+the cache folder (``$HIERA_BACKBONES_CACHE``, default ``~/.cache/hiera_backbones``) through a
+temporary ``.part`` file renamed into place. Offline, it fails with one error naming the file to
+fetch and where to put it.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+
+import torch
+
+from .io import CheckpointError
+
+__all__ = [
+    "HVT_CHECKPOINT_URLS",
+    "OFFICIAL_CHECKPOINTS",
+    "cache_dir",
+    "is_official_tag",
+    "resolve_source",
+]
+
+_HIERA_URL = "https://dl.fbaipublicfiles.com/hiera/"
+_HVT_URL = "https://github.com/zhuang-group/HVT/releases/download"
+#: Released HVT ImageNet-1k checkpoints (``torch.load(...)['model']``), by variant.
+HVT_CHECKPOINT_URLS: dict[str, str] = {
+    "hvt_ti_1": f"{_HVT_URL}/v1.0/hvt_ti_1.pth",
+    "hvt_s_0": f"{_HVT_URL}/v1.0/hvt_s_0.pth",
+    "hvt_s_1": f"{_HVT_URL}/v1.1/hvt_s_1.pth",
+    "hvt_s_2": f"{_HVT_URL}/v1.0/hvt_s_2.pth",
+    "hvt_s_3": f"{_HVT_URL}/v1.0/hvt_s_3.pth",
+    # The README links the Scale HVT-Ti-4 file for the HVT-S-4 row too (same architecture).
+    "hvt_s_4": f"{_HVT_URL}/v1.0/scale_hvt_ti_4.pth",
+    "scale_hvt_ti_4": f"{_HVT_URL}/v1.0/scale_hvt_ti_4.pth",
+}
+
+#: ``"<model>:<tag>"`` -> official download URL.
+OFFICIAL_CHECKPOINTS: dict[str, str] = {}
+for _size in ("tiny", "small", "base", "base_plus", "large", "huge"):
+    OFFICIAL_CHECKPOINTS[f"hiera_{_size}_224:mae_in1k"] = f"{_HIERA_URL}mae_hiera_{_size}_224.pth"
+    OFFICIAL_CHECKPOINTS[f"hiera_{_size}_224:mae_in1k_ft_in1k"] = (
+        f"{_HIERA_URL}hiera_{_size}_224.pth"
+    )
+OFFICIAL_CHECKPOINTS.update({f"{name}:in1k": url for name, url in HVT_CHECKPOINT_URLS.items()})
+for _size in ("base", "base_plus", "large", "huge"):
+    OFFICIAL_CHECKPOINTS[f"hiera_{_size}_16x224:mae_k400"] = (
+        f"{_HIERA_URL}mae_hiera_{_size}_16x224.pth"
+    )
+    OFFICIAL_CHECKPOINTS[f"hiera_{_size}_16x224:mae_k400_ft_k400"] = (
+        f"{_HIERA_URL}hiera_{_size}_16x224.pth"
+    )
+
+
+def cache_dir() -> str:
+    """Where downloads go: ``$HIERA_BACKBONES_CACHE`` or ``~/.cache/hiera_backbones``."""
+    return os.environ.get(
+        "HIERA_BACKBONES_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "hiera_backbones")
+    )
+
+
+def is_official_tag(spec: str) -> bool:
+    return spec in OFFICIAL_CHECKPOINTS
+
+
+def _is_url(spec: str) -> bool:
+    return spec.startswith(("http://", "https://"))
+
+
+def resolve_source(spec: str, cache: str | None = None) -> str:
+    """A local file for ``spec``: a path as it is; ``"<model>:<tag>"`` or an http(s) URL
+    downloaded once into ``cache`` (default :func:`cache_dir`). Unknown tags and failed
+    downloads raise :class:`CheckpointError`."""
+    if _is_url(spec):
+        url, tag = spec, None
+    elif os.path.exists(spec) or ":" not in spec or os.sep in spec:
+        return spec
+    elif spec in OFFICIAL_CHECKPOINTS:
+        url, tag = OFFICIAL_CHECKPOINTS[spec], spec
+    else:
+        raise CheckpointError(
+            f"{spec!r} is neither a file nor a known official checkpoint; known: "
+            + ", ".join(sorted(OFFICIAL_CHECKPOINTS))
+        )
+    folder = cache or cache_dir()
+    dst = os.path.join(folder, os.path.basename(url.split("?")[0]) or "checkpoint.pth")
+    if os.path.exists(dst):
+        return dst
+    os.makedirs(folder, exist_ok=True)
+    tmp = dst + ".part"
+    try:
+        torch.hub.download_url_to_file(url, tmp, progress=True)
+    except (urllib.error.URLError, OSError, TimeoutError) as err:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        reason = getattr(err, "reason", err)
+        instead = f" instead of {tag!r}" if tag else ""
+        raise CheckpointError(
+            f"could not download {url} ({reason}); this machine may be offline. Download the "
+            f"file elsewhere and pass its local path{instead}, or put it at {dst}."
+        ) from None
+    os.replace(tmp, dst)
+    return dst

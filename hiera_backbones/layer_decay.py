@@ -1,0 +1,70 @@
+"""Layer-wise learning-rate decay: the one rule, for detectron2 and OpenMMLab alike.
+
+A backbone parameter's layer id is :func:`~hiera_backbones.models.base.backbone_layer_id`:
+embeddings 0, ``blocks.i`` ``i + 1``, anything else in the backbone (output norms)
+``num_layers + 1``, where ``num_layers`` is the number of blocks. Every parameter outside the
+backbone (neck, heads) also gets ``num_layers + 1``: these are new layers, trained at the base
+lr, one step above the last block. That is MAE's ``param_groups_lrd`` (which the Hiera
+fine-tuning recipes follow; its ``num_layers`` counts the blocks plus one) and ViTDet's
+``get_vit_lr_decay_rate``. The lr scale of layer id ``i`` is
+``decay_rate ** (num_layers + 1 - i)``: the last block trains at ``decay_rate`` times the base
+lr, the patch embedding at ``decay_rate ** (num_layers + 1)`` times it.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .models.base import backbone_layer_id
+
+__all__ = ["layer_decay_rules", "layer_id", "lr_scale"]
+
+
+def _check_rate(decay_rate: float) -> float:
+    if not 0.0 < float(decay_rate) <= 1.0:
+        raise ValueError(f"layer decay rate must be in (0, 1], got {decay_rate}")
+    return float(decay_rate)
+
+
+def layer_id(name: str, num_layers: int, backbone_prefix: str) -> int:
+    """Layer id of model parameter ``name`` (DDP's ``module.`` ignored): the backbone rule for
+    names under ``backbone_prefix``, ``num_layers + 1`` for the rest."""
+    if num_layers < 1:
+        raise ValueError(f"num_layers={num_layers} must be >= 1 (the number of blocks)")
+    name = name.removeprefix("module.")
+    if name.startswith(backbone_prefix):
+        return backbone_layer_id(name[len(backbone_prefix):], num_layers)
+    return num_layers + 1
+
+
+def lr_scale(name: str, decay_rate: float, num_layers: int, backbone_prefix: str) -> float:
+    """lr multiplier of model parameter ``name``: ``decay_rate ** (num_layers + 1 - id)``."""
+    rate = _check_rate(decay_rate)
+    return rate ** (num_layers + 1 - layer_id(name, num_layers, backbone_prefix))
+
+
+def layer_decay_rules(
+    model: nn.Module,
+    decay_rate: float,
+    num_layers: int | None = None,
+    backbone_attr: str = "backbone",
+) -> dict[str, tuple[float, bool]]:
+    """``{"<backbone_attr>.<name>": (lr scale, no weight decay)}`` for every parameter of
+    ``model.<backbone_attr>``, one of our backbones (``num_layers`` defaults to its block count;
+    names in its ``no_weight_decay()``, the position embeddings, get no weight decay).
+    Parameters outside the backbone train at the base lr (scale 1) and are not listed."""
+    rate = _check_rate(decay_rate)
+    backbone = getattr(model, backbone_attr, None)
+    if backbone is None or not hasattr(backbone, "num_layers"):
+        kind = type(backbone).__name__ if backbone is not None else "nothing"
+        raise TypeError(
+            f"layer-wise lr decay needs model.{backbone_attr} with num_layers (a "
+            f"hiera_backbones Hiera or HVT); {type(model).__name__}.{backbone_attr} is {kind}"
+        )
+    num_layers = int(backbone.num_layers if num_layers is None else num_layers)
+    no_decay = set(backbone.no_weight_decay()) if hasattr(backbone, "no_weight_decay") else set()
+    prefix = f"{backbone_attr}."
+    return {
+        prefix + name: (lr_scale(prefix + name, rate, num_layers, prefix), name in no_decay)
+        for name, _ in backbone.named_parameters()
+    }
