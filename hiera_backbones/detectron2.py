@@ -84,6 +84,14 @@ def _out_indices(
     return tuple(indices)
 
 
+def _frozen_stages(arch: Any, freeze_at: int) -> int:
+    """detectron2's ``freeze_at`` (0 nothing, 1 the stem, k the stem and k - 1 stages) as the
+    models' ``frozen_stages`` (-1 nothing, 0 the embeddings, k the embeddings and k stages)."""
+    if int(freeze_at) < 0:
+        raise ValueError(f"{arch}: freeze_at={freeze_at} must be >= 0")
+    return int(freeze_at) - 1
+
+
 class _D2BackboneMixin:
     """detectron2 ``Backbone`` behaviour on top of one of our models (which sets
     ``out_strides``, ``out_channels`` and ``size_multiple``)."""
@@ -143,6 +151,9 @@ class D2Hiera(_D2BackboneMixin, Hiera, Backbone):
             backbone; inside an ``FPN`` set the FPN's ``square_pad``).
         out_norm: LayerNorm on each returned map (``out_norms.<stage>``; new parameters, like
             detectron2's MViT ``scale<k>_norm``).
+        freeze_at: detectron2's ``FREEZE_AT``: 0 trains everything, 1 freezes the patch and
+            position embeddings (the "stem"), ``k`` > 1 also stages ``res2`` ..
+            ``res{k}`` (the first ``k - 1`` stages); frozen parts stay in eval mode.
         **overrides: any :class:`~hiera_backbones.models.Hiera` argument (``drop_path_rate``,
             ``grad_checkpointing``, ``stages``, ``embed_dim``, ...).
     """
@@ -156,6 +167,7 @@ class D2Hiera(_D2BackboneMixin, Hiera, Backbone):
         input_size: Sequence[int] = (1024, 1024),
         square_pad: int = 0,
         out_norm: bool = True,
+        freeze_at: int = 0,
         **overrides: Any,
     ) -> None:
         info = Hiera.stage_info(arch, **overrides)
@@ -167,6 +179,7 @@ class D2Hiera(_D2BackboneMixin, Hiera, Backbone):
             input_size=tuple(input_size),
             out_indices=_out_indices(arch, [i["reduction"] for i in info], out_features),
             out_norm=out_norm,
+            frozen_stages=_frozen_stages(arch, freeze_at),
         )
         super().__init__(arch, **cfg)
         self._setup_d2(square_pad)
@@ -182,6 +195,7 @@ class D2Hiera(_D2BackboneMixin, Hiera, Backbone):
             out_norm=c.OUT_NORM,
             drop_path_rate=c.DROP_PATH_RATE,
             grad_checkpointing=c.GRAD_CHECKPOINTING,
+            freeze_at=c.FREEZE_AT,
             in_chans=input_shape.channels if input_shape and input_shape.channels else 3,
         )
 
@@ -195,7 +209,7 @@ class D2HVT(_D2BackboneMixin, HVT, Backbone):
         arch: official variant, e.g. ``"hvt_s_4"``.
         patch_size: patch (= stride of stage 0); the converter resamples the 16x16 kernel.
         out_features: stages to return (default: all), named ``res{log2(stride)}``.
-        input_size, square_pad, out_norm, **overrides: as :class:`D2Hiera`.
+        input_size, square_pad, out_norm, freeze_at, **overrides: as :class:`D2Hiera`.
     """
 
     @configurable
@@ -208,6 +222,7 @@ class D2HVT(_D2BackboneMixin, HVT, Backbone):
         input_size: Sequence[int] = (1024, 1024),
         square_pad: int = 0,
         out_norm: bool = True,
+        freeze_at: int = 0,
         **overrides: Any,
     ) -> None:
         if isinstance(arch, str) and arch not in HVT.arch_zoo:
@@ -222,6 +237,7 @@ class D2HVT(_D2BackboneMixin, HVT, Backbone):
             input_size=tuple(input_size),
             out_indices=_out_indices(arch, [i["reduction"] for i in info], out_features),
             out_norm=out_norm,
+            frozen_stages=_frozen_stages(arch, freeze_at),
         )
         super().__init__(arch, **cfg)
         self._setup_d2(square_pad)
@@ -238,6 +254,7 @@ class D2HVT(_D2BackboneMixin, HVT, Backbone):
             out_norm=c.OUT_NORM,
             drop_path_rate=c.DROP_PATH_RATE,
             grad_checkpointing=c.GRAD_CHECKPOINTING,
+            freeze_at=c.FREEZE_AT,
             in_chans=input_shape.channels if input_shape and input_shape.channels else 3,
         )
 
@@ -254,6 +271,7 @@ def add_hiera_config(cfg: CfgNode) -> CfgNode:
     cfg.MODEL.HIERA.OUT_NORM = True
     cfg.MODEL.HIERA.DROP_PATH_RATE = 0.2
     cfg.MODEL.HIERA.GRAD_CHECKPOINTING = False
+    cfg.MODEL.HIERA.FREEZE_AT = 0
     cfg.MODEL.HVT = CfgNode()
     cfg.MODEL.HVT.ARCH = "hvt_s_4"
     cfg.MODEL.HVT.PATCH_SIZE = 4
@@ -263,6 +281,7 @@ def add_hiera_config(cfg: CfgNode) -> CfgNode:
     cfg.MODEL.HVT.OUT_NORM = True
     cfg.MODEL.HVT.DROP_PATH_RATE = 0.1
     cfg.MODEL.HVT.GRAD_CHECKPOINTING = False
+    cfg.MODEL.HVT.FREEZE_AT = 0
     return cfg
 
 

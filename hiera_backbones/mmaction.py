@@ -165,6 +165,8 @@ class Hiera(_VideoBackboneMixin, _Hiera, BaseModule):
         out_norm: LayerNorm on each returned map (``out_norms.<stage>``; for RoI heads).
         pad_input: pad H, W at the bottom/right to multiples of 32 (full-frame AVA testing).
         drop_path_rate, grad_checkpointing: stochastic depth; activation checkpointing.
+        frozen_stages: -1 trains everything; 0 freezes the patch and position embeddings,
+            ``k`` > 0 also stages ``0 .. k-1`` (no gradients, eval mode), as Swin / MViT.
         init_cfg: e.g. ``dict(type='Pretrained', checkpoint='hiera_base_16x224:mae_k400')``.
         **kwargs: any other :class:`hiera_backbones.models.Hiera` argument (e.g. ``stages``,
             ``embed_dim`` for a reduced model).
@@ -179,6 +181,7 @@ class Hiera(_VideoBackboneMixin, _Hiera, BaseModule):
         pad_input: bool = False,
         drop_path_rate: float = 0.0,
         grad_checkpointing: bool = False,
+        frozen_stages: int = -1,
         init_cfg: dict | list[dict] | None = None,
         **kwargs,
     ) -> None:
@@ -192,6 +195,7 @@ class Hiera(_VideoBackboneMixin, _Hiera, BaseModule):
             out_norm=out_norm,
             drop_path_rate=drop_path_rate,
             grad_checkpointing=grad_checkpointing,
+            frozen_stages=frozen_stages,
         )
         self.pad_input = bool(pad_input)
         self.init_cfg = copy.deepcopy(init_cfg)
@@ -210,7 +214,8 @@ class HVT(_VideoBackboneMixin, _HVT, BaseModule):
         patch_size: spatial patch size (official 16).
         out_indices: stages to return (default: the last).
         temporal_pool: also halve time at every pool.
-        out_norm, pad_input, drop_path_rate, grad_checkpointing, init_cfg: as :class:`Hiera`;
+        out_norm, pad_input, drop_path_rate, grad_checkpointing, frozen_stages, init_cfg: as
+            :class:`Hiera`;
             ``init_cfg`` takes image HVT weights (official releases, ``hvt_s_4:in1k``), inflated
             to video on load.
         **kwargs: any other :class:`hiera_backbones.models.HVT` argument.
@@ -227,6 +232,7 @@ class HVT(_VideoBackboneMixin, _HVT, BaseModule):
         pad_input: bool = False,
         drop_path_rate: float = 0.0,
         grad_checkpointing: bool = False,
+        frozen_stages: int = -1,
         init_cfg: dict | list[dict] | None = None,
         **kwargs,
     ) -> None:
@@ -245,6 +251,7 @@ class HVT(_VideoBackboneMixin, _HVT, BaseModule):
             out_norm=out_norm,
             drop_path_rate=drop_path_rate,
             grad_checkpointing=grad_checkpointing,
+            frozen_stages=frozen_stages,
         )
         super().__init__(arch, **kwargs)
         self.pad_input = bool(pad_input)

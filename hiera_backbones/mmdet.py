@@ -65,6 +65,8 @@ class Hiera(PretrainedInitMixin, _Hiera, BaseModule):
         out_norm: LayerNorm on each returned map (the official intermediates are not normalized;
             ViTDet-style FPNs expect normalized inputs).
         drop_path_rate, grad_checkpointing: stochastic depth; activation checkpointing.
+        frozen_stages: -1 trains everything; 0 freezes the patch and position embeddings,
+            ``k`` > 0 also stages ``0 .. k-1`` (no gradients, eval mode), as Swin / MViT.
         init_cfg: e.g. ``dict(type='Pretrained', checkpoint='hiera_base_224:mae_in1k')``.
         **kwargs: any other :class:`hiera_backbones.models.Hiera` argument (e.g. ``stages``).
     """
@@ -77,6 +79,7 @@ class Hiera(PretrainedInitMixin, _Hiera, BaseModule):
         out_norm: bool = True,
         drop_path_rate: float = 0.0,
         grad_checkpointing: bool = False,
+        frozen_stages: int = -1,
         init_cfg: dict | list[dict] | None = None,
         **kwargs,
     ) -> None:
@@ -89,6 +92,7 @@ class Hiera(PretrainedInitMixin, _Hiera, BaseModule):
             out_norm=out_norm,
             drop_path_rate=drop_path_rate,
             grad_checkpointing=grad_checkpointing,
+            frozen_stages=frozen_stages,
         )
         self.init_cfg = copy.deepcopy(init_cfg)
 
@@ -104,7 +108,8 @@ class HVT(PretrainedInitMixin, _HVT, BaseModule):
         input_size: ``(H, W)`` the position embeddings are kept at (see :class:`Hiera`).
         patch_size: 4 for FPN strides from 4; official (16) checkpoints are resampled on load.
         out_indices: stages to return (default: all).
-        out_norm, drop_path_rate, grad_checkpointing, init_cfg: as :class:`Hiera`.
+        out_norm, drop_path_rate, grad_checkpointing, frozen_stages, init_cfg: as
+            :class:`Hiera`.
         **kwargs: any other :class:`hiera_backbones.models.HVT` argument.
     """
 
@@ -117,6 +122,7 @@ class HVT(PretrainedInitMixin, _HVT, BaseModule):
         out_norm: bool = True,
         drop_path_rate: float = 0.0,
         grad_checkpointing: bool = False,
+        frozen_stages: int = -1,
         init_cfg: dict | list[dict] | None = None,
         **kwargs,
     ) -> None:
@@ -132,6 +138,7 @@ class HVT(PretrainedInitMixin, _HVT, BaseModule):
             out_norm=out_norm,
             drop_path_rate=drop_path_rate,
             grad_checkpointing=grad_checkpointing,
+            frozen_stages=frozen_stages,
         )
         self.init_cfg = copy.deepcopy(init_cfg)
 

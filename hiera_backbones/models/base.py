@@ -212,6 +212,50 @@ class StageBackbone(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
 
+    # ------------------------------------------------------------------ frozen stages
+    def _set_frozen_stages(self, frozen_stages: int) -> None:
+        frozen_stages = int(frozen_stages)
+        if not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(
+                f"{self.arch}: frozen_stages={frozen_stages} must be in [-1, {self.num_stages}] "
+                "(-1: nothing, 0: the embeddings, k: the embeddings and stages 0..k-1)"
+            )
+        self.frozen_stages = frozen_stages
+        for p in self._frozen_parameters():
+            p.requires_grad_(False)
+        self._frozen_modules_eval()
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        modules: list[nn.Module] = [self.patch_embed]
+        if self.frozen_stages > 0:
+            last_block = self.stage_blocks[self.frozen_stages - 1]
+            modules += list(self.blocks[: last_block + 1])
+            if self.out_norms is not None:
+                modules += [m for k, m in self.out_norms.items()
+                            if int(k) < self.frozen_stages]
+        return modules
+
+    def _frozen_parameters(self) -> list[nn.Parameter]:
+        if self.frozen_stages < 0:
+            return []
+        # The embeddings are parameters of the model itself (pos_embed, pos_embed_spatial, ...).
+        own = [p for n, p in self.named_parameters(recurse=False) if n.startswith("pos_embed")]
+        return own + [p for m in self._frozen_modules() for p in m.parameters()]
+
+    def _frozen_modules_eval(self) -> None:
+        for m in self._frozen_modules():
+            m.eval()
+
+    def train(self, mode: bool = True) -> StageBackbone:
+        """As ``nn.Module.train``, but frozen stages stay in eval mode (no dropout, no drop
+        path), as OpenMMLab's backbones keep them."""
+        super().train(mode)
+        if mode and getattr(self, "frozen_stages", -1) >= 0:
+            self._frozen_modules_eval()
+        return self
+
     # ------------------------------------------------------------------ forward
     def forward_intermediates(
         self,

@@ -122,6 +122,9 @@ class Hiera(StageBackbone):
         num_classes: if > 0, build the official ``norm`` + ``head.projection`` classifier, used by
             :meth:`forward_logits` (logits, no softmax).
         grad_checkpointing: recompute blocks in the backward pass to save memory.
+        frozen_stages: freeze the patch embedding and position embedding (0) and also stages
+            ``0 .. frozen_stages - 1`` (> 0): no gradients, kept in eval mode (OpenMMLab's
+            ``frozen_stages``; -1 freezes nothing).
     """
 
     family = "Hiera"
@@ -160,6 +163,7 @@ class Hiera(StageBackbone):
         num_classes: int = 0,
         head_dropout: float = 0.0,
         grad_checkpointing: bool = False,
+        frozen_stages: int = -1,
     ) -> None:
         super().__init__()
         name, cfg = self.resolve_arch(arch, dict(
@@ -283,6 +287,7 @@ class Hiera(StageBackbone):
             self.head.dropout = nn.Dropout(head_dropout) if head_dropout > 0 else nn.Identity()
             self.head.projection = nn.Linear(dim, num_classes)
         self._init_weights()
+        self._set_frozen_stages(frozen_stages)
 
     # ------------------------------------------------------------------ metadata
     @classmethod

@@ -212,6 +212,9 @@ class HVT(StageBackbone):
         out_norm: LayerNorm (``out_norms.<stage>``) on each returned stage.
         num_classes: if > 0, build the official ``norm`` + ``head`` for :meth:`forward_logits`.
         grad_checkpointing: recompute blocks in the backward pass.
+        frozen_stages: freeze the patch embedding and position embedding (0) and also stages
+            ``0 .. frozen_stages - 1`` (> 0): no gradients, kept in eval mode (OpenMMLab's
+            ``frozen_stages``; -1 freezes nothing).
     """
 
     family = "HVT"
@@ -242,6 +245,7 @@ class HVT(StageBackbone):
         out_norm: bool = False,
         num_classes: int = 0,
         grad_checkpointing: bool = False,
+        frozen_stages: int = -1,
     ) -> None:
         super().__init__()
         name, cfg = self.resolve_arch(arch, dict(
@@ -349,6 +353,7 @@ class HVT(StageBackbone):
             self.norm = norm_layer(embed_dim)
             self.head = nn.Linear(embed_dim, num_classes)
         self._init_weights()
+        self._set_frozen_stages(frozen_stages)
 
     # ------------------------------------------------------------------ metadata
     @classmethod
