@@ -32,6 +32,7 @@ if [[ ! -d "$SITE/detectron2" ]]; then
   mv "$SITE/detectron2.partial" "$SITE/detectron2"
 fi
 
-# detectron2 main's install_requires, less tensorboard and black (training logs, code export).
+# detectron2 main's install_requires (tensorboard: tools/lazyconfig_train_net.py's writers;
+# black: LazyConfig.save).
 "${PIP[@]}" install -c "$C" fvcore iopath omegaconf hydra-core pycocotools yacs tabulate \
-  cloudpickle tqdm matplotlib termcolor packaging Pillow
+  cloudpickle tqdm matplotlib termcolor packaging Pillow tensorboard black
