@@ -55,11 +55,11 @@ def layer_decay_rules(
     Parameters outside the backbone train at the base lr (scale 1) and are not listed."""
     rate = _check_rate(decay_rate)
     backbone = getattr(model, backbone_attr, None)
-    if backbone is None or not hasattr(backbone, "num_layers"):
+    if backbone is None or not callable(getattr(backbone, "get_layer_id", None)):
         kind = type(backbone).__name__ if backbone is not None else "nothing"
         raise TypeError(
-            f"layer-wise lr decay needs model.{backbone_attr} with num_layers (a "
-            f"hiera_backbones Hiera or HVT); {type(model).__name__}.{backbone_attr} is {kind}"
+            f"layer-wise lr decay needs model.{backbone_attr} with get_layer_id() and num_layers "
+            f"(a hiera_backbones Hiera or HVT); {type(model).__name__}.{backbone_attr} is {kind}"
         )
     num_layers = int(backbone.num_layers if num_layers is None else num_layers)
     no_decay = set(backbone.no_weight_decay()) if hasattr(backbone, "no_weight_decay") else set()
