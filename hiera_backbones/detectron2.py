@@ -13,6 +13,11 @@ Importing this module imports detectron2; nothing else in the package does.
   position embeddings of converted files to the detector's size, resolves
   ``"<model>:<tag>"`` names (e.g. ``hiera_base_224:mae_in1k``) and reads every ``.pth`` with
   ``torch.load(weights_only=True)``.
+* ``hiera_backbones://<source>`` paths (an iopath handler registered on import): detectron2's
+  own ``DetectionCheckpointer`` (``tools/lazyconfig_train_net.py``, ``tools/train_net.py``)
+  loads any file ``hiera-convert`` reads, converted on the fly for the detector's backbone,
+  e.g. ``train.init_checkpoint = "hiera_backbones://hiera_base_224:mae_in1k"`` or
+  ``MODEL.WEIGHTS hiera_backbones:///path/to/mae_hiera_base_224.pth``.
 * :func:`get_hiera_lr_decay_rate`: ``lr_factor_func`` for ``get_default_optimizer_params``.
 * yacs: ``MODEL.BACKBONE.NAME`` = ``D2Hiera`` / ``D2HVT`` / ``build_hiera_fpn_backbone`` /
   ``build_hvt_fpn_backbone`` after :func:`add_hiera_config`.
@@ -20,8 +25,11 @@ Importing this module imports detectron2; nothing else in the package does.
 
 from __future__ import annotations
 
+import gc
+import itertools
 import math
 import os
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,13 +42,19 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, FPN, Backbone
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 from detectron2.utils import comm
+from detectron2.utils.file_io import PathManager
+from iopath.common.file_io import PathHandler
 
 from . import layer_decay
 from .checkpoints import (
+    CheckpointError,
     backbone_weights_for,
+    cache_dir,
     content_metadata,
+    export_weights,
     is_official_tag,
     load_torch_file,
+    read_backbone_weights,
     resolve_source,
 )
 from .checkpoints.hiera_formats import detect_hiera_format
@@ -51,6 +65,7 @@ from .models import HVT, Hiera
 __all__ = [
     "D2HVT",
     "D2Hiera",
+    "HieraBackbonesPathHandler",
     "HieraCheckpointer",
     "add_hiera_config",
     "build_hiera_fpn_backbone",
@@ -92,11 +107,20 @@ def _frozen_stages(arch: Any, freeze_at: int) -> int:
     return int(freeze_at) - 1
 
 
+#: Every D2Hiera / D2HVT alive in this process (weakly held): the models a
+#: ``hiera_backbones://`` path is converted for.
+_BUILT_BACKBONES: weakref.WeakSet = weakref.WeakSet()
+_BUILD_COUNTER = itertools.count()
+
+
 class _D2BackboneMixin:
     """detectron2 ``Backbone`` behaviour on top of one of our models (which sets
     ``out_strides``, ``out_channels`` and ``size_multiple``)."""
 
     def _setup_d2(self, square_pad: int) -> None:
+        # hiera_backbones:// paths convert for the last one built.
+        self._build_order = next(_BUILD_COUNTER)
+        _BUILT_BACKBONES.add(self)
         names = [_feature_name(s) for s in self.out_strides]
         self._out_features = names
         self._out_feature_channels = dict(zip(names, self.out_channels))
@@ -344,6 +368,77 @@ def get_hiera_lr_decay_rate(
 
 
 # ---------------------------------------------------------------------------- checkpoints
+class HieraBackbonesPathHandler(PathHandler):
+    """``hiera_backbones://<source>`` for detectron2's own checkpointer and tools.
+
+    ``<source>`` is anything ``hiera-convert`` reads: ``"<model>:<tag>"`` (official file,
+    downloaded once into the cache; offline, one error naming the file to fetch), or a local path
+    (``hiera_backbones:///abs/path.pth``, ``hiera_backbones://relative/path.pth``) to an official,
+    MAE, timm, Hugging Face, transformers or HVT file. ``get_local_path`` converts it for the
+    detector being loaded: of the :class:`D2Hiera` / :class:`D2HVT` alive in this process with
+    the architecture the file holds, the one built last (position embeddings resized to its
+    ``input_size``; HVT made 2D with its patch size), and writes
+    ``{"model": {"backbone.bottom_up.<key>": ...}}`` into ``<cache>/detectron2/`` (atomically),
+    which ``DetectionCheckpointer`` then reads like any detectron2 checkpoint. The model must
+    exist before loading, as in detectron2's tools."""
+
+    PREFIX = "hiera_backbones://"
+
+    def _get_supported_prefixes(self) -> list[str]:
+        return [self.PREFIX]
+
+    def _get_local_path(self, path: str, force: bool = False, **kwargs: Any) -> str:
+        self._check_kwargs(kwargs)
+        source = path[len(self.PREFIX):]
+        backbone = _backbone_for(source, path)
+        weights = backbone_weights_for(backbone, source, target="detectron2")
+        size = "x".join(str(s) for s in backbone.input_size)
+        patch = f"-p{backbone.patch_size}" if isinstance(backbone, HVT) else ""
+        name = os.path.splitext(os.path.basename(weights.source_file))[0]
+        dst = os.path.join(
+            cache_dir(), "detectron2",
+            f"{name}-{weights.source_sha256[:12]}-{backbone.arch}-{size}{patch}.pth",
+        )
+        if not os.path.isfile(dst):
+            export_weights(weights, dst, to="detectron2", force=True)
+        return dst
+
+    def _open(self, path: str, mode: str = "r", buffering: int = -1, **kwargs: Any):
+        self._check_kwargs(kwargs)
+        if "w" in mode or "a" in mode:
+            raise OSError(f"{path}: hiera_backbones:// paths are read-only")
+        return open(self._get_local_path(path), mode, buffering=buffering)
+
+    def _exists(self, path: str, **kwargs: Any) -> bool:
+        source = path[len(self.PREFIX):]
+        return os.path.exists(source) or ":" in source
+
+    def _isfile(self, path: str, **kwargs: Any) -> bool:
+        return self._exists(path, **kwargs)
+
+
+def _backbone_for(source: str, path: str) -> Hiera | HVT:
+    """The D2Hiera / D2HVT that ``source``'s weights are for: of those alive in this process
+    with the file's architecture, the one built last (detectron2's tools build the model, then
+    load the checkpoint)."""
+    gc.collect()  # models dropped but still in reference cycles must not count
+    built = sorted(_BUILT_BACKBONES, key=lambda b: b._build_order)
+    if not built:
+        raise CheckpointError(
+            f"{path}: no D2Hiera / D2HVT has been built in this process; build the model first "
+            "(as detectron2's tools do), then load the checkpoint"
+        )
+    arch = read_backbone_weights(source).arch
+    matches = [b for b in built if b.is_arch(arch)]
+    if not matches:
+        have = ", ".join(sorted({b.arch for b in built}))
+        raise CheckpointError(f"{path} holds {arch} weights; the built backbones are {have}")
+    return matches[-1]
+
+
+PathManager.register_handler(HieraBackbonesPathHandler(), allow_override=True)
+
+
 class HieraCheckpointer(DetectionCheckpointer):
     """``DetectionCheckpointer`` for detectors with a :class:`D2Hiera` / :class:`D2HVT`.
 

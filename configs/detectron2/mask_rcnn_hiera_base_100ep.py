@@ -24,9 +24,11 @@ model.backbone.bottom_up.drop_path_rate = 0.2
 train = model_zoo.get_config("common/train.py").train
 train.amp.enabled = True
 train.ddp.fp16_compression = True
-# The official MAE IN-1K file, downloaded once and converted on the fly (hiera_backbones'
-# checkpointer); or a file from `hiera-convert ... --to detectron2 --input-size 1024 1024`.
-train.init_checkpoint = "hiera_base_224:mae_in1k"
+# The official MAE IN-1K file, downloaded once and converted on the fly for the backbone as built
+# (the hiera_backbones:// iopath handler, so detectron2's own DetectionCheckpointer and
+# tools/lazyconfig_train_net.py load it); or a file from
+# `hiera-convert ... --to detectron2 --input-size 1024 1024`.
+train.init_checkpoint = "hiera_backbones://hiera_base_224:mae_in1k"
 train.max_iter = 184375  # 100 epochs * 118k images / 64 images per iteration
 
 lr_multiplier = L(WarmupParamScheduler)(

@@ -6,6 +6,6 @@ from .mask_rcnn_hiera_base_100ep import dataloader, lr_multiplier, model, optimi
 model.backbone.bottom_up.arch = "hiera_large_224"
 model.backbone.bottom_up.drop_path_rate = 0.4
 optimizer.lr = 3e-5
-train.init_checkpoint = "hiera_large_224:mae_in1k"
+train.init_checkpoint = "hiera_backbones://hiera_large_224:mae_in1k"
 
 __all__ = ["dataloader", "lr_multiplier", "model", "optimizer", "train"]

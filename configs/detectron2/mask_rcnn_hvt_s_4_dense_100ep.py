@@ -29,6 +29,6 @@ model.backbone.bottom_up = L(D2HVT)(
 )
 model.backbone.top_block = None  # res6 (stride 64) gives P6
 optimizer.lr = 1e-4
-train.init_checkpoint = "hvt_s_4:in1k"
+train.init_checkpoint = "hiera_backbones://hvt_s_4:in1k"
 
 __all__ = ["dataloader", "lr_multiplier", "model", "optimizer", "train"]

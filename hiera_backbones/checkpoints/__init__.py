@@ -21,7 +21,13 @@ from .convert import (
     verify_against_official,
 )
 from .fit import Mismatch, check_fit, state_mismatch
-from .hub import HVT_CHECKPOINT_URLS, OFFICIAL_CHECKPOINTS, is_official_tag, resolve_source
+from .hub import (
+    HVT_CHECKPOINT_URLS,
+    OFFICIAL_CHECKPOINTS,
+    cache_dir,
+    is_official_tag,
+    resolve_source,
+)
 from .io import SAFE_GLOBALS, CheckpointError, load_torch_file, read_checkpoint
 from .load import backbone_weights_for, framework_state, load_backbone_checkpoint, load_pretrained
 from .metadata import OWN_FORMAT, content_metadata, own_metadata, read_own_state
@@ -37,6 +43,7 @@ __all__ = [
     "CheckpointError",
     "Mismatch",
     "backbone_weights_for",
+    "cache_dir",
     "check_fit",
     "content_metadata",
     "convert_checkpoint",
