@@ -73,19 +73,22 @@ def test_hvt_video_frozen_stages_and_errors():
 
 def test_mmdet_frozen_stages():
     pytest.importorskip("mmdet")
-    import hiera_backbones.mmdet  # noqa: F401
     from mmdet.registry import MODELS
 
+    import hiera_backbones.mmdet  # noqa: F401
+
     torch.manual_seed(0)
-    model = MODELS.build(dict(type="Hiera", arch="hiera_tiny_224", **SMALL, input_size=(64, 64), frozen_stages=1))
+    model = MODELS.build(dict(type="Hiera", arch="hiera_tiny_224", **SMALL, input_size=(64, 64),
+                              frozen_stages=1))
     before = _step(model, torch.randn(1, 3, 64, 64))
     _check_frozen(model, before, _frozen_prefixes(model, 1))
 
 
 def test_mmaction_frozen_stages():
     pytest.importorskip("mmaction")
-    import hiera_backbones.mmaction  # noqa: F401
     from mmaction.registry import MODELS
+
+    import hiera_backbones.mmaction  # noqa: F401
 
     torch.manual_seed(0)
     model = MODELS.build(dict(type="Hiera", embed_dim=16, num_heads=1, stages=(1, 1, 2, 1),
