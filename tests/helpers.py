@@ -1,16 +1,17 @@
-"""Shared helpers for tests: the official Hiera as reference."""
+"""Shared helpers for parity tests: our backbone holding an official model's weights, and weights
+that make attention peaked.
+
+The reference itself and the tolerance rule live in :mod:`hiera_backbones.parity`
+(``official_hiera``, ``official_stage_maps``, ``map_errors``, ``assert_maps_close``,
+``FP32_RTOL``), the one parity helper that tests and tools (``check_parity.py``, ``benchmark.py``,
+``hiera-convert --verify``) share: tests import it from there and compare maps with it (at
+``FP32_RTOL``, or a looser ``rtol`` for low precision, compiled graphs and detector outputs)."""
 
 from __future__ import annotations
 
 import torch
 
 from hiera_backbones import build_backbone
-from hiera_backbones.parity import official_hiera, official_stage_maps
-
-
-def official_model(name: str, **kwargs) -> torch.nn.Module:
-    """Builds the official model ``name`` with random weights (never downloads)."""
-    return official_hiera(name, **kwargs)
 
 
 def backbone_state(official: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -26,11 +27,6 @@ def ours_from(official: torch.nn.Module, name: str, **kwargs) -> torch.nn.Module
     model = build_backbone(name, **kwargs).eval()
     model.load_state_dict(backbone_state(official), strict=True)
     return model
-
-
-def official_maps(official: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """The official stage outputs (channels-last) moved channels-first."""
-    return official_stage_maps(official, x)
 
 
 def sharpen_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

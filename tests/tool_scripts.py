@@ -1,8 +1,10 @@
-"""The scripts in ``tools/`` as modules, so tests call their ``main(argv)`` in-process.
+"""The repository's root, and the scripts in ``tools/`` as modules, so tests call their
+``main(argv)`` (or any function) in-process.
 
 ``tools/`` is not a package: :func:`load_tool` imports ``tools/<name>.py`` from its file with
 importlib, under the module name ``tools_<name>`` (nothing is added to ``sys.path``, so a
-script cannot shadow or be shadowed by another module called ``benchmark`` or ``convert``)."""
+script cannot shadow or be shadowed by another module called ``benchmark`` or ``convert``).
+Every test loads tools this way."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
+#: The repository root (tests live in ``tests/unit`` and ``tests/e2e``).
+ROOT = Path(__file__).resolve().parents[1]
+TOOLS = ROOT / "tools"
 
 
 def load_tool(name: str) -> ModuleType:

@@ -47,14 +47,14 @@ from checkpoint_files import (
     save_official_mae,
     timm_vit,
 )
-from helpers import official_model, sharpen_
-from tool_scripts import TOOLS, load_tool
+from helpers import sharpen_
+from tool_scripts import ROOT, TOOLS, load_tool
 
 from hiera_backbones import build_backbone
 from hiera_backbones.checkpoints import OFFICIAL_CHECKPOINTS, load_backbone_checkpoint
 from hiera_backbones.checkpoints.cli import main as convert_main
+from hiera_backbones.parity import official_hiera
 
-ROOT = TOOLS.parent
 README = ROOT / "README.md"
 #: Tools whose docstring examples count as documented commands (the README points to them).
 DOCSTRING_TOOLS = ("check_parity.py",)
@@ -249,13 +249,13 @@ PROBE = "blocks.1.mlp.fc1.weight"
 
 
 def _official_image(path: Path) -> dict:
-    model = sharpen_(official_model("hiera_tiny_224"))
+    model = sharpen_(official_hiera("hiera_tiny_224"))
     save_official(path, model)
     return model.state_dict()
 
 
 def _hub_folder(path: Path) -> dict:
-    model = sharpen_(official_model("hiera_tiny_224"))
+    model = sharpen_(official_hiera("hiera_tiny_224"))
     save_hub_folder(path, model)
     return model.state_dict()
 

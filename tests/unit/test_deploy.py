@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_backbone_contract import BACKBONES, _build
+from backbone_cases import BACKBONES, build_case
+from tool_scripts import ROOT
 from torch.export import Dim
 
 from hiera_backbones import build_backbone
 from hiera_backbones.models import cpu_fusion
-from hiera_backbones.parity import FP32_RTOL, max_relative_error
+from hiera_backbones.parity import assert_maps_close, map_errors
 
 KINDS = sorted(BACKBONES)
 
@@ -37,19 +38,19 @@ def test_compile_fullgraph_eval(kind, fresh_self_check):
     # aot_eager: Dynamo's graph capture and AOTAutograd, which is where a graph break or an
     # untraceable call (the fused path's self-check built a torch.Generator) would fail;
     # inductor's code generation is exercised once below.
-    model, x = _build(kind)
+    model, x = build_case(kind)
     model.eval()
     torch._dynamo.reset()
     compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
     with torch.no_grad():
         out = compiled(x)
     assert cpu_fusion._self_check_passed is None  # never ran inside the trace
-    assert max_relative_error(out, _eager(model, x)) <= FP32_RTOL
+    assert_maps_close(out, _eager(model, x))
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_compile_fullgraph_train_with_checkpointing_and_drop_path(kind):
-    model, x = _build(kind, drop_path_rate=0.2, grad_checkpointing=True)
+    model, x = build_case(kind, drop_path_rate=0.2, grad_checkpointing=True)
     model.train()
     torch._dynamo.reset()
     compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
@@ -62,29 +63,30 @@ def test_compile_fullgraph_train_with_checkpointing_and_drop_path(kind):
     assert len(grads) == sum(1 for p in model.parameters() if p.grad is not None) > 0
     for name, p in model.named_parameters():
         if p.grad is not None:
-            assert max_relative_error([grads[name]], [p.grad]) <= 1e-4, name
+            (error,) = map_errors([grads[name]], [p.grad])
+            assert error.rel <= 1e-4, f"{name}: {error}"
 
 
 def test_compile_inductor_matches_eager(fresh_self_check):
-    model, x = _build("hiera")
+    model, x = build_case("hiera")
     model.eval()
     torch._dynamo.reset()
     compiled = torch.compile(model, fullgraph=True)
     with torch.no_grad():
         out = compiled(x)
     # Inductor fuses and reorders the elementwise ops and reductions: still fp32 rounding.
-    assert max_relative_error(out, _eager(model, x)) <= FP32_RTOL
+    assert_maps_close(out, _eager(model, x))
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_export_static(kind, fresh_self_check):
-    model, x = _build(kind)
+    model, x = build_case(kind)
     model.eval()
     program = torch.export.export(model, (x,))
     assert cpu_fusion._self_check_passed is None
     targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
     assert not any("mkldnn" in t for t in targets), "a fused oneDNN op was exported"
-    assert max_relative_error(program.module()(x), _eager(model, x)) <= FP32_RTOL
+    assert_maps_close(program.module()(x), _eager(model, x))
 
 
 @pytest.mark.parametrize("video", [False, True])
@@ -106,14 +108,14 @@ def test_export_dynamic_height_and_width_hvt(video):
     out = program.module()(other)
     ref = _eager(model, other)
     assert [tuple(o.shape[-2:]) for o in out] == [(16, 8), (8, 4), (4, 2)]
-    assert max_relative_error(out, ref) <= FP32_RTOL
+    assert_maps_close(out, ref)
 
 
 @pytest.mark.parametrize("kind", ["hiera", "hvt_2d"])
 def test_onnx_export_runs_in_onnxruntime(kind, tmp_path):
     pytest.importorskip("onnxscript")
     ort = pytest.importorskip("onnxruntime")
-    model, x = _build(kind)
+    model, x = build_case(kind)
     model.eval()
     path = tmp_path / f"{kind}.onnx"
     program = torch.onnx.export(model, (x,), dynamo=True, verbose=False)
@@ -122,22 +124,17 @@ def test_onnx_export_runs_in_onnxruntime(kind, tmp_path):
     (input_name,) = [i.name for i in session.get_inputs()]
     out = [torch.from_numpy(o) for o in session.run(None, {input_name: x.numpy()})]
     # onnxruntime's own fp32 kernels (MLAS GEMMs, its LayerNorm and Gelu): rounding only.
-    assert max_relative_error(out, _eager(model, x)) <= FP32_RTOL
+    assert_maps_close(out, _eager(model, x))
 
 
 def test_detectron2_tracing_adapter_exports_hiera_mask_rcnn():
     pytest.importorskip("detectron2")
-    import os
-
     from detectron2.config import LazyConfig, instantiate
     from detectron2.export import TracingAdapter
 
     import hiera_backbones.detectron2  # noqa: F401
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    cfg = LazyConfig.load(
-        os.path.join(root, "configs", "detectron2", "mask_rcnn_hiera_tiny_100ep.py")
-    )
+    cfg = LazyConfig.load(str(ROOT / "configs" / "detectron2" / "mask_rcnn_hiera_tiny_100ep.py"))
     cfg.dataloader.image_size = 128
     cfg.model.backbone.square_pad = 128
     cfg.model.backbone.bottom_up.update(embed_dim=32, stages=(1, 1, 2, 1))
@@ -162,6 +159,7 @@ def test_detectron2_tracing_adapter_exports_hiera_mask_rcnn():
         replay = adapter.outputs_schema(traced(*adapter.flattened_inputs))[0]
     assert len(eager) > 0
     assert len(replay) == len(eager)
-    assert max_relative_error(
-        [replay.pred_boxes.tensor, replay.scores], [eager.pred_boxes.tensor, eager.scores]
-    ) <= 1e-4
+    assert_maps_close(
+        [replay.pred_boxes.tensor, replay.scores], [eager.pred_boxes.tensor, eager.scores],
+        rtol=1e-4,
+    )

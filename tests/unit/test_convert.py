@@ -22,7 +22,8 @@ from checkpoint_files import (
     save_official,
     save_official_mae,
 )
-from helpers import backbone_state, official_maps, sharpen_
+from helpers import backbone_state, sharpen_
+from tool_scripts import ROOT
 
 from hiera_backbones import build_backbone
 from hiera_backbones.checkpoints import (
@@ -32,9 +33,7 @@ from hiera_backbones.checkpoints import (
     read_backbone_weights,
 )
 from hiera_backbones.checkpoints.cli import main as cli_main
-from hiera_backbones.parity import FP32_RTOL, assert_maps_close, max_relative_error
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from hiera_backbones.parity import FP32_RTOL, assert_maps_close, official_stage_maps
 
 
 # ----------------------------------------------------------------------------- sources
@@ -116,7 +115,7 @@ def test_every_source_gives_official_features(source, sources, official_tiny):
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         got = model(x)
-    assert_maps_close(got, official_maps(official_tiny, x))
+    assert_maps_close(got, official_stage_maps(official_tiny, x))
 
 
 def test_mae_tensors_are_dropped_and_reported(sources, capsys, tmp_path):
@@ -142,7 +141,7 @@ def test_keep_head_keeps_the_classifier(sources, tmp_path, official_tiny):
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         probs = model.forward_logits(x).softmax(-1)
-        assert max_relative_error([probs], [official_tiny(x)]) <= FP32_RTOL
+        assert_maps_close([probs], [official_tiny(x)])
     with pytest.raises(CheckpointError, match="no classifier head"):
         convert_checkpoint(str(sources["official-mae"]), str(tmp_path / "x.pth"), keep_head=True)
 
@@ -359,7 +358,7 @@ def test_offline_official_name_asks_for_a_local_file(capsys, tmp_path, monkeypat
 def test_command_line_entry_points(sources, tmp_path):
     dst = tmp_path / "d2.pth"
     proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tools", "convert.py"), str(sources["timm"]),
+        [sys.executable, str(ROOT / "tools" / "convert.py"), str(sources["timm"]),
          str(dst), "--to", "detectron2"],
         capture_output=True, text=True,
     )

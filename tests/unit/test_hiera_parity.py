@@ -8,27 +8,23 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import backbone_state, official_maps, official_model, ours_from, sharpen_
+from helpers import backbone_state, ours_from, sharpen_
 from torch.overrides import TorchFunctionMode
 
 from hiera_backbones import build_backbone
 from hiera_backbones.models.hiera import HIERA_CONFIGS, resize_pos_embed
-from hiera_backbones.parity import FP32_RTOL, assert_maps_close, max_relative_error
-
-
-def assert_maps_equal(ours, ref):
-    assert_maps_close(ours, ref, FP32_RTOL)
+from hiera_backbones.parity import assert_maps_close, official_hiera, official_stage_maps
 
 
 def _parity(name, x, official_kwargs=None, ours_kwargs=None, sharpen=False):
-    official = official_model(name, **(official_kwargs or {}))
+    official = official_hiera(name, **(official_kwargs or {}))
     if sharpen:
         sharpen_(official)
     ours = ours_from(official, name, **(ours_kwargs or {}))
     with torch.no_grad():
         got = ours(x)
-    ref = official_maps(official, x)
-    assert_maps_equal(got, ref)
+    ref = official_stage_maps(official, x)
+    assert_maps_close(got, ref)
     return official, ours
 
 
@@ -69,18 +65,18 @@ def test_video_parity_other_size_built_at_size():
 
 
 def test_logits_match_official_probabilities():
-    official = sharpen_(official_model("hiera_tiny_224"))
+    official = sharpen_(official_hiera("hiera_tiny_224"))
     ours = build_backbone("hiera_tiny_224", num_classes=1000).eval()
     ours.load_state_dict(official.state_dict(), strict=True)
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         probs = official(x)  # eval mode: softmax
         logits = ours.forward_logits(x)
-    assert max_relative_error([logits.softmax(-1)], [probs]) <= FP32_RTOL
+    assert_maps_close([logits.softmax(-1)], [probs])
     with torch.no_grad():
         raw = official.head.projection(official.norm(official(x, return_intermediates=True)[1][-1]
                                                      .flatten(1, 2).mean(1)))
-    assert max_relative_error([logits], [raw]) <= FP32_RTOL
+    assert_maps_close([logits], [raw])
 
 
 def test_mae_q_pool_2_matches_official():
@@ -94,7 +90,7 @@ def test_mae_q_pool_2_matches_official():
 
 
 def test_pos_embed_resize_once_equals_on_the_fly():
-    official = sharpen_(official_model("hiera_tiny_224"))
+    official = sharpen_(official_hiera("hiera_tiny_224"))
     at_224 = ours_from(official, "hiera_tiny_224")
     state = backbone_state(official)
     state["pos_embed"] = resize_pos_embed(state["pos_embed"], (56, 56), (128, 128))
@@ -106,9 +102,9 @@ def test_pos_embed_resize_once_equals_on_the_fly():
     for a, b in zip(on_the_fly, resized_once):
         assert torch.equal(a, b)
     # ... and the official model built at 512 with the resized embedding agrees too.
-    official_512 = official_model("hiera_tiny_224", input_size=(512, 512))
+    official_512 = official_hiera("hiera_tiny_224", input_size=(512, 512))
     official_512.load_state_dict({**official.state_dict(), "pos_embed": state["pos_embed"]})
-    assert_maps_equal(on_the_fly, official_maps(official_512, x))
+    assert_maps_close(on_the_fly, official_stage_maps(official_512, x))
 
 
 def test_video_pos_embed_resize_rule():
@@ -124,7 +120,7 @@ def test_video_pos_embed_resize_rule():
     ).transpose(1, 2)
     expected = spatial.repeat(1, 4, 1) + temporal.repeat_interleave(40 * 48, dim=1)
     # The same interpolations; only the broadcast-add order differs.
-    assert max_relative_error([pos], [expected]) <= FP32_RTOL
+    assert_maps_close([pos], [expected])
 
 
 @pytest.mark.slow
@@ -158,7 +154,7 @@ class _LinspaceOnCpu(TorchFunctionMode):
 def test_state_dict_keys_and_shapes_match_official(name):
     # Built on the meta device: all ten models, including Hiera-H, without allocating weights.
     with torch.device("meta"), _LinspaceOnCpu():
-        official = official_model(name)
+        official = official_hiera(name)
         ours = build_backbone(name)
     ref = {k: tuple(v.shape) for k, v in backbone_state(official).items()}
     got = {k: tuple(v.shape) for k, v in ours.state_dict().items()}

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from tool_scripts import load_tool
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import benchmark  # noqa: E402
+benchmark = load_tool("benchmark")
 
 
 def test_paired_ratio_cancels_drifting_load():
@@ -24,7 +22,7 @@ def test_paired_ratio_cancels_drifting_load():
 
 
 def test_small_run_writes_table_plot_and_json(tmp_path, monkeypatch):
-    # The "compiled" rows' plumbing with a quick backend; inductor itself: tests/test_deploy.py.
+    # The "compiled" rows' plumbing with a quick backend; inductor itself: test_deploy.py.
     real_compile = torch.compile
     monkeypatch.setattr(torch, "compile", lambda m: real_compile(m, backend="aot_eager"))
     out, plot, raw = tmp_path / "b.md", tmp_path / "b.png", tmp_path / "b.json"

@@ -15,11 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from tool_scripts import ROOT
 
 pytest.importorskip("mmaction")
 pytest.importorskip("importlib_metadata")  # mmaction.utils.dependency needs it
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # What the adapter must give in every case: our backbone, and MMAction2's VindLU entries (the
 # real models, or MMAction2's placeholders that raise ImportError when built).

@@ -14,7 +14,7 @@ from hiera_backbones.checkpoints import (
     load_backbone_checkpoint,
     read_backbone_weights,
 )
-from hiera_backbones.parity import FP32_RTOL, max_relative_error
+from hiera_backbones.parity import assert_maps_close
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_vit_to_hvt_s_0_equals_a_class_token_free_vit(tmp_path):
     hvt.load_state_dict(torch.load(dst, weights_only=True)["state_dict"], strict=True)
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
-        assert max_relative_error([hvt.forward_logits(x)], [ref(x)]) <= FP32_RTOL
+        assert_maps_close([hvt.forward_logits(x)], [ref(x)])
 
 
 def test_mae_vit_with_decoder_and_explicit_heads(tmp_path):

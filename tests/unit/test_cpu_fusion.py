@@ -30,7 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from hiera_backbones import build_backbone
 from hiera_backbones.models import cpu_fusion, layers
-from hiera_backbones.parity import FP32_RTOL, max_relative_error
+from hiera_backbones.parity import FP32_RTOL, assert_maps_close, max_relative_error
 
 pytestmark = pytest.mark.skipif(
     not cpu_fusion.cpu_fusion_available(), reason="this PyTorch build has no oneDNN fused ops"
@@ -48,11 +48,6 @@ def fused_calls(monkeypatch):
 
     monkeypatch.setattr(layers, "fused_linear", counting)
     return calls
-
-
-def _max_diff(a, b) -> float:
-    """Scale-relative difference of the stage maps (see :mod:`hiera_backbones.parity`)."""
-    return max_relative_error(a, b)
 
 
 def _plain(model, x):
@@ -82,7 +77,7 @@ def test_fused_equals_plain(name, shape, fused_calls):
     # 4 fused linears per block (qkv, proj, fc1, fc2) plus the 3 stage-transition projections
     # (more when a large q/k/v projection runs in chunks, as in the video case).
     assert len(fused_calls) >= 4 * len(model.blocks) + 3
-    assert _max_diff(fused, _plain(model, x)) <= FP32_RTOL
+    assert_maps_close(fused, _plain(model, x))
 
 
 def test_fused_error_against_fp64_is_fp32_rounding():
@@ -93,7 +88,7 @@ def test_fused_error_against_fp64_is_fp32_rounding():
         fused = model(x)
         exact = copy.deepcopy(model).double()(x.double())  # fp64 runs the plain path
     plain = _plain(model, x)
-    fused_error, plain_error = _max_diff(fused, exact), _max_diff(plain, exact)
+    fused_error, plain_error = max_relative_error(fused, exact), max_relative_error(plain, exact)
     # Measured 1.1e-6 (fused) and 1.2e-6 (plain) on the full model: both are fp32 rounding
     # (~20 ulps of the map's scale). The fused path may not be markedly less accurate.
     assert fused_error <= FP32_RTOL and plain_error <= FP32_RTOL
@@ -116,7 +111,7 @@ def test_chunked_large_inputs_equal_plain(monkeypatch, fused_calls):
     with torch.no_grad():
         fused = model(x)
     assert len(fused_calls) > 4 * len(model.blocks) + 3 + 20
-    assert _max_diff(fused, _plain(model, x)) <= FP32_RTOL
+    assert_maps_close(fused, _plain(model, x))
 
 
 def test_hvt_fused_equals_plain(fused_calls):
@@ -126,7 +121,7 @@ def test_hvt_fused_equals_plain(fused_calls):
     with torch.no_grad():
         fused = model(x)
     assert len(fused_calls) == 4 * len(model.blocks)
-    assert _max_diff(fused, _plain(model, x)) <= FP32_RTOL
+    assert_maps_close(fused, _plain(model, x))
 
 
 def test_training_graph_uses_plain_path(fused_calls):
@@ -144,7 +139,7 @@ def test_frozen_backbone_under_grad_mode_is_fused(fused_calls):
     outs = model(x)  # grad mode on, but nothing needs a graph
     assert fused_calls
     assert not outs[0].requires_grad
-    assert _max_diff(outs, _plain(model, x)) <= FP32_RTOL
+    assert_maps_close(outs, _plain(model, x))
 
 
 def test_hooks_on_sublayers_still_fire(fused_calls):
@@ -156,7 +151,7 @@ def test_hooks_on_sublayers_still_fire(fused_calls):
         out = model(x)
     assert seen == [torch.Size([1, 196, 1536])]  # Hiera-T block 4: stage 3, 384 -> 1536
     assert len(fused_calls) == 4 * (len(model.blocks) - 1) + 3  # only block 4 ran plain
-    assert _max_diff(out, _plain(model, x)) <= FP32_RTOL
+    assert_maps_close(out, _plain(model, x))
 
 
 def test_wrapped_linear_runs_its_own_forward(fused_calls):
@@ -172,8 +167,8 @@ def test_wrapped_linear_runs_its_own_forward(fused_calls):
     model.blocks[2].attn.proj.load_state_dict(old.state_dict())
     with torch.no_grad():
         after = model(x)
-    assert _max_diff(after, _plain(model, x)) <= FP32_RTOL
-    assert _max_diff(after, before) > 0.1
+    assert_maps_close(after, _plain(model, x))
+    assert max_relative_error(after, before) > 0.1
 
 
 def test_flop_counter_sees_every_linear():
@@ -196,12 +191,12 @@ def test_weight_updates_invalidate_reordered_weights():
         for p in model.parameters():
             p.mul_(0.9)  # in place, like an optimizer step
         fused = model(x)
-    assert _max_diff(fused, _plain(model, x)) <= FP32_RTOL
+    assert_maps_close(fused, _plain(model, x))
     other = _hiera()
     sharpen_(other, seed=3)
     model.load_state_dict(other.state_dict())
     with torch.no_grad():
-        assert _max_diff(model(x), _plain(other, x)) <= FP32_RTOL
+        assert_maps_close(model(x), _plain(other, x))
 
 
 def test_drop_path_in_training_mode_is_not_skipped(fused_calls):
@@ -209,7 +204,7 @@ def test_drop_path_in_training_mode_is_not_skipped(fused_calls):
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         a, b = model(x), model(x)
-    assert _max_diff(a, b) > 1e-3  # stochastic depth still drops blocks
+    assert max_relative_error(a, b) > 1e-3  # stochastic depth still drops blocks
     assert len(fused_calls) == 2 * 4  # per forward, only block 0 (drop rate 0) may fuse
 
 
@@ -222,7 +217,7 @@ def test_bf16_fused_close_to_plain():
     plain = _plain(model, x)
     # bf16 keeps 8 significant bits (unit roundoff 2**-8 ~ 4e-3) and both paths round every
     # intermediate to it; measured ~1 % of the map's scale, so 5 % only rejects real errors.
-    assert max_relative_error([a.float() for a in fused], [b.float() for b in plain]) <= 0.05
+    assert_maps_close([a.float() for a in fused], [b.float() for b in plain], rtol=0.05)
 
 
 def test_environment_switch_turns_fusion_off():
@@ -244,7 +239,7 @@ def test_broken_fused_ops_fall_back_with_one_warning(monkeypatch):
         with torch.no_grad():
             out = model(x)
     assert cpu_fusion._self_check_passed is False
-    assert _max_diff(out, _plain(model, x)) == 0  # the plain path ran
+    assert max_relative_error(out, _plain(model, x)) == 0  # the plain path ran
 
 
 def test_swapped_activation_is_used_by_the_fused_path():
@@ -254,8 +249,8 @@ def test_swapped_activation_is_used_by_the_fused_path():
     model.blocks[2].mlp.act = nn.ReLU()
     with torch.no_grad():
         fused = model(x)
-    assert _max_diff(fused, _plain(model, x)) <= FP32_RTOL
-    assert _max_diff(fused, before) > 1e-3
+    assert_maps_close(fused, _plain(model, x))
+    assert max_relative_error(fused, before) > 1e-3
 
 
 def test_first_call_under_inference_mode_is_fused(monkeypatch, fused_calls):
@@ -268,7 +263,7 @@ def test_first_call_under_inference_mode_is_fused(monkeypatch, fused_calls):
         fused = model(x)
     assert cpu_fusion._self_check_passed is True
     assert len(fused_calls) >= 4 * len(model.blocks)
-    assert _max_diff(fused, _plain(model, x)) <= FP32_RTOL
+    assert_maps_close(fused, _plain(model, x))
 
 
 def test_model_built_under_inference_mode_is_fused(fused_calls):
@@ -281,5 +276,5 @@ def test_model_built_under_inference_mode_is_fused(fused_calls):
         model.blocks[0].attn.qkv.weight.mul_(2)  # allowed in inference mode; must be seen
         second = model(x)
     assert len(fused_calls) >= 8 * len(model.blocks)
-    assert _max_diff(first, reference) <= FP32_RTOL
-    assert _max_diff(second, first) > 1e-3
+    assert_maps_close(first, reference)
+    assert max_relative_error(second, first) > 1e-3

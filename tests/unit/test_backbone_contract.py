@@ -7,34 +7,18 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from backbone_cases import build_case
 
-from hiera_backbones import build_backbone
-from hiera_backbones.parity import FP32_RTOL, max_relative_error
+from hiera_backbones.parity import FP32_RTOL, assert_maps_close, map_errors
 
-HIERA_TINY = dict(stages=(1, 1, 2, 1))  # fast Hiera geometry
-HVT_TINY = dict(embed_dim=32, num_heads=2, depth=4, pool_block_width=1)  # 5 stages
-# name -> (model, constructor arguments, a valid input shape)
-BACKBONES = {
-    "hiera": ("hiera_tiny_224", HIERA_TINY, (2, 3, 64, 96)),
-    "hiera_video": ("hiera_base_16x224", HIERA_TINY, (1, 3, 4, 64, 64)),
-    "hvt_1d": ("hvt_s_4", dict(pooling="1d", input_size=(96, 128), **HVT_TINY), (2, 3, 96, 128)),
-    "hvt_2d": ("hvt_s_4", dict(pooling="2d", **HVT_TINY), (2, 3, 64, 96)),
-    "hvt_video": ("hvt_s_4", dict(pooling="2d", video=True, **HVT_TINY), (1, 3, 4, 64, 64)),
-}
 MAP_BACKBONES = ["hiera", "hvt_2d"]  # those whose outputs are channel-first maps of any size
 STAGE_1_2_REDUCTIONS = {"hiera": [8, 16], "hvt_2d": [32, 64]}  # patch 4 / 16, x2 per stage
 
 
-def _build(kind: str, **kwargs) -> tuple[torch.nn.Module, torch.Tensor]:
-    name, base, shape = BACKBONES[kind]
-    torch.manual_seed(0)
-    return build_backbone(name, **base, **kwargs), torch.randn(shape)
-
-
 @pytest.mark.parametrize("kind", MAP_BACKBONES)
 def test_out_indices_subset_equals_full_output_and_stops_early(kind):
-    full, x = _build(kind)
-    part, _ = _build(kind, out_indices=(1, 2))
+    full, x = build_case(kind)
+    part, _ = build_case(kind, out_indices=(1, 2))
     part.load_state_dict(full.state_dict())
     calls = []
     hook = part.blocks[-1].register_forward_hook(lambda *a: calls.append(1))
@@ -52,8 +36,8 @@ def test_out_indices_subset_equals_full_output_and_stops_early(kind):
 
 @pytest.mark.parametrize("kind", MAP_BACKBONES)
 def test_out_norm_is_layernorm_over_channels(kind):
-    plain, x = _build(kind)
-    normed, _ = _build(kind, out_norm=True)
+    plain, x = build_case(kind)
+    normed, _ = build_case(kind, out_norm=True)
     with torch.no_grad():
         for ln in normed.out_norms.values():
             ln.weight.normal_()
@@ -64,13 +48,13 @@ def test_out_norm_is_layernorm_over_channels(kind):
             ln = normed.out_norms[str(i)]
             ref = F.layer_norm(raw.movedim(1, -1), ln.normalized_shape, ln.weight, ln.bias, 1e-6)
             # The same LayerNorm kernel on the same values (only the layout differs).
-            assert max_relative_error([out], [ref.movedim(-1, 1)]) <= FP32_RTOL
+            assert_maps_close([out], [ref.movedim(-1, 1)])
 
 
 @pytest.mark.parametrize("kind", ["hiera", "hvt_1d", "hvt_2d"])
 def test_gradient_checkpointing_gives_identical_gradients(kind):
-    a, x = _build(kind)
-    b, _ = _build(kind, grad_checkpointing=True)
+    a, x = build_case(kind)
+    b, _ = build_case(kind, grad_checkpointing=True)
     b.load_state_dict(a.state_dict())
     for m in (a.train(), b.train()):
         sum(o.square().mean() for o in m(x)).backward()
@@ -79,12 +63,13 @@ def test_gradient_checkpointing_gives_identical_gradients(kind):
     for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
         assert (pa.grad is None) == (pb.grad is None), name
         if pa.grad is not None:
-            assert max_relative_error([pb.grad], [pa.grad]) <= FP32_RTOL, name
+            (error,) = map_errors([pb.grad], [pa.grad])
+            assert error.rel <= FP32_RTOL, f"{name}: {error}"
 
 
 @pytest.mark.parametrize("kind", ["hiera", "hvt_2d"])
 def test_drop_path_is_active_in_training_only(kind):
-    model, x = _build(kind, drop_path_rate=0.5)
+    model, x = build_case(kind, drop_path_rate=0.5)
     model.train()
     torch.manual_seed(1)
     a = model(x)[-1]
@@ -99,7 +84,7 @@ def test_drop_path_is_active_in_training_only(kind):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("kind", ["hiera", "hvt_1d", "hvt_2d"])
 def test_autocast_low_precision_close_to_fp32(kind, dtype):
-    model, x = _build(kind)
+    model, x = build_case(kind)
     model.eval()
     with torch.no_grad():
         ref = model(x)
@@ -116,7 +101,7 @@ def test_autocast_low_precision_close_to_fp32(kind, dtype):
 
 @pytest.mark.parametrize("kind", ["hiera", "hiera_video", "hvt_video"])
 def test_bf16_weights_forward_and_backward(kind):
-    model, x = _build(kind)
+    model, x = build_case(kind)
     model = model.to(torch.bfloat16).train()
     outs = model(x.to(torch.bfloat16))
     assert all(o.dtype == torch.bfloat16 for o in outs)
