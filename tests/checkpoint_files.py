@@ -14,7 +14,7 @@ import torch
 from hiera import hiera_mae
 
 from hiera_backbones import build_backbone
-from hiera_backbones.models.hvt import HVT_CONFIGS
+from hiera_backbones.models import HVT_CONFIGS
 
 
 # ----------------------------------------------------------------------------- Hiera (official)

@@ -29,9 +29,12 @@ def test_out_indices_subset_equals_full_output_and_stops_early(kind):
     assert torch.equal(a, ref[1]) and torch.equal(b, ref[2])
     assert not calls, "the last stage ran although only stages 1-2 were requested"
     assert part.out_channels == [ref[1].shape[1], ref[2].shape[1]]
-    assert [f["reduction"] for f in part.feature_info] == STAGE_1_2_REDUCTIONS[kind]
-    assert [f["module"] for f in part.feature_info] == [
+    assert [part.feature_info[i]["reduction"] for i in part.out_indices] == (
+        STAGE_1_2_REDUCTIONS[kind]
+    )
+    assert [part.feature_info[i]["module"] for i in part.out_indices] == [
         full.feature_info[1]["module"], full.feature_info[2]["module"]]
+    assert part.feature_info == full.feature_info  # every stage, whatever out_indices
 
 
 @pytest.mark.parametrize("kind", MAP_BACKBONES)

@@ -152,7 +152,8 @@ def test_configs_follow_the_paper_recipe():
         cfg = LazyConfig.load(os.path.join(CONFIGS, name))
         bottom_up = cfg.model.backbone.bottom_up
         assert (bottom_up.arch, cfg.optimizer.lr, bottom_up.drop_path_rate) == (arch, lr, dp)
-        assert cfg.train.init_checkpoint in OFFICIAL_CHECKPOINTS
+        scheme, tag = cfg.train.init_checkpoint.split("://")
+        assert scheme == "hiera_backbones" and tag in OFFICIAL_CHECKPOINTS
         assert cfg.optimizer.weight_decay == 0.1 and list(cfg.optimizer.betas) == [0.9, 0.999]
         assert cfg.train.max_iter * cfg.dataloader.train.total_batch_size / 118000 == (
             pytest.approx(100, abs=0.01))

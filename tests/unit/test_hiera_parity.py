@@ -12,7 +12,7 @@ from helpers import backbone_state, ours_from, sharpen_
 from torch.overrides import TorchFunctionMode
 
 from hiera_backbones import build_backbone
-from hiera_backbones.models.hiera import HIERA_CONFIGS, resize_pos_embed
+from hiera_backbones.models import HIERA_CONFIGS, resize_pos_embed
 from hiera_backbones.parity import assert_maps_close, official_hiera, official_stage_maps
 
 

@@ -13,14 +13,13 @@ from timm.models.vision_transformer import Block as TimmBlock
 from torch import nn
 
 from hiera_backbones import build_backbone, list_models
-from hiera_backbones.models import (
-    HVT_CHECKPOINT_URLS,
-    SimpleFeaturePyramid,
+from hiera_backbones.checkpoints import HVT_CHECKPOINT_URLS
+from hiera_backbones.checkpoints.hvt_layouts import (
     hvt_1d_to_2d_state_dict,
     inflate_hvt_state_dict,
     resample_patch_kernel,
-    unpool_1d_tokens,
 )
+from hiera_backbones.models import SimpleFeaturePyramid, unpool_1d_tokens
 from hiera_backbones.models.hvt import HVTBlock
 from hiera_backbones.parity import assert_maps_close
 
@@ -470,9 +469,9 @@ def test_layer_ids_and_no_weight_decay():
     assert model.get_layer_id("blocks.0.pos_embed") == 1
     assert model.get_layer_id("blocks.9.pos_embed") == 10
     assert model.get_layer_id("blocks.11.mlp.fc2.bias") == 12
-    assert model.get_layer_id("head.weight") == 12
-    assert model.get_layer_id("out_norms.4.weight") == 12
-    assert {model.get_layer_id(n) for n, _ in model.named_parameters()} == set(range(13))
+    assert model.get_layer_id("head.weight") == 13  # one above the last block
+    assert model.get_layer_id("out_norms.4.weight") == 13
+    assert {model.get_layer_id(n) for n, _ in model.named_parameters()} == set(range(14))
     assert model.no_weight_decay() == {
         "pos_embed", "blocks.0.pos_embed", "blocks.3.pos_embed", "blocks.6.pos_embed",
         "blocks.9.pos_embed",

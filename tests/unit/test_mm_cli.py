@@ -1,4 +1,4 @@
-"""hiera_backbones.mm_cli: the option handling the OpenMMLab tools share."""
+"""hiera_backbones.openmmlab.cli: the option handling the OpenMMLab tools share."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("mmengine")
 
-from hiera_backbones.mm_cli import (  # noqa: E402
+from hiera_backbones.openmmlab.cli import (  # noqa: E402
     UsageError,
     add_runner_arguments,
     apply_training_options,
@@ -89,7 +89,7 @@ def _gloo_group():
 def test_owned_process_group_destroys_only_what_it_created():
     import torch.distributed as dist
 
-    from hiera_backbones.mm_cli import owned_process_group
+    from hiera_backbones.openmmlab.cli import owned_process_group
 
     assert not dist.is_initialized()
     with owned_process_group():

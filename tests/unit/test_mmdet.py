@@ -54,7 +54,7 @@ def test_registered_and_light_import():
     )
     # The package and the shared helpers never import a framework themselves.
     code = (
-        "import sys, hiera_backbones, hiera_backbones.mm_common; "
+        "import sys, hiera_backbones, hiera_backbones.openmmlab.loading; "
         "bad = [m for m in ('mmdet', 'mmengine', 'mmcv') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -162,11 +162,12 @@ def test_layer_decay_constructor_rules():
         return groups[id(params[name])]
 
     assert n == 5
-    assert group("backbone.patch_embed.proj.weight")["lr"] == pytest.approx(0.5**n)
-    assert group("backbone.pos_embed")["lr"] == pytest.approx(0.5**n)
+    # hiera_backbones.layer_decay: ids 0 (embeddings), i + 1 (blocks.i), n + 1 (the rest).
+    assert group("backbone.patch_embed.proj.weight")["lr"] == pytest.approx(0.5 ** (n + 1))
+    assert group("backbone.pos_embed")["lr"] == pytest.approx(0.5 ** (n + 1))
     assert group("backbone.pos_embed")["weight_decay"] == 0.0  # no_weight_decay()
-    assert group("backbone.blocks.0.attn.qkv.weight")["lr"] == pytest.approx(0.5 ** (n - 1))
-    assert group("backbone.blocks.4.mlp.fc1.weight")["lr"] == pytest.approx(1.0)
+    assert group("backbone.blocks.0.attn.qkv.weight")["lr"] == pytest.approx(0.5**n)
+    assert group("backbone.blocks.4.mlp.fc1.weight")["lr"] == pytest.approx(0.5)
     assert group("backbone.blocks.4.mlp.fc1.weight")["weight_decay"] == pytest.approx(0.1)
     assert group("backbone.blocks.2.norm1.weight")["weight_decay"] == 0.0  # norm_decay_mult
     assert group("backbone.out_norms.0.weight")["lr"] == pytest.approx(1.0)

@@ -73,26 +73,33 @@ def test_hvt_video_frozen_stages_and_errors():
 
 def test_mmdet_frozen_stages():
     pytest.importorskip("mmdet")
-    from mmdet.registry import MODELS
+    from mmengine.registry import DefaultScope
 
-    import hiera_backbones.mmdet  # noqa: F401
+    from hiera_backbones import mmdet
 
     torch.manual_seed(0)
-    model = MODELS.build(dict(type="Hiera", arch="hiera_tiny_224", **SMALL, input_size=(64, 64),
-                              frozen_stages=1))
+    # Built through MMDetection's registry (under its scope: another test may have left
+    # MMAction2's, whose "Hiera" is the video backbone).
+    with DefaultScope.overwrite_default_scope("mmdet"):
+        model = mmdet.MODELS.build(dict(type="Hiera", arch="hiera_tiny_224", **SMALL,
+                                        input_size=(64, 64), frozen_stages=1))
+    assert isinstance(model, mmdet.Hiera)
     before = _step(model, torch.randn(1, 3, 64, 64))
     _check_frozen(model, before, _frozen_prefixes(model, 1))
 
 
 def test_mmaction_frozen_stages():
     pytest.importorskip("mmaction")
-    from mmaction.registry import MODELS
+    from mmengine.registry import DefaultScope
 
-    import hiera_backbones.mmaction  # noqa: F401
+    from hiera_backbones import mmaction
 
     torch.manual_seed(0)
-    model = MODELS.build(dict(type="Hiera", embed_dim=16, num_heads=1, stages=(1, 1, 2, 1),
-                              input_size=(4, 64, 64), out_indices=(3,), frozen_stages=2))
+    with DefaultScope.overwrite_default_scope("mmaction"):
+        model = mmaction.MODELS.build(dict(type="Hiera", embed_dim=16, num_heads=1,
+                                           stages=(1, 1, 2, 1), input_size=(4, 64, 64),
+                                           out_indices=(3,), frozen_stages=2))
+    assert isinstance(model, mmaction.Hiera)
     before = _step(model, torch.randn(1, 3, 4, 64, 64))
     _check_frozen(model, before, _frozen_prefixes(model, 2))
 
