@@ -356,13 +356,12 @@ def get_hiera_lr_decay_rate(
 ) -> float:
     """lr multiplier of detector parameter ``name`` for layer-wise lr decay; use as
     ``optimizer.params.lr_factor_func = partial(get_hiera_lr_decay_rate, num_layers=N,
-    lr_decay_rate=d)`` with ``N = len(model.backbone.bottom_up.blocks)`` (the number of blocks,
-    as ViTDet's ``get_vit_lr_decay_rate``).
+    lr_decay_rate=d)`` with ``N = len(model.backbone.bottom_up.blocks)`` (the number of blocks).
 
-    The rule is the package's one (:mod:`hiera_backbones.layer_decay`, shared with OpenMMLab):
-    ``patch_embed`` / ``pos_embed`` id 0, ``blocks.i.*`` ``i + 1``, everything else (backbone
-    output norms, neck, heads) ``num_layers + 1``; the factor is
-    ``lr_decay_rate ** (num_layers + 1 - id)``. The Hiera COCO recipe uses no decay
+    The rule is the package's one (:mod:`hiera_backbones.layer_decay`, shared with OpenMMLab;
+    the official Hiera training code's): ``patch_embed`` / ``pos_embed`` id 0, ``blocks.i.*``
+    ``i + 1``, everything else (backbone output norms, neck, heads) ``num_layers``; the factor
+    is ``lr_decay_rate ** (num_layers - id)``. The Hiera COCO recipe uses no decay
     (``lr_decay_rate=1``)."""
     return layer_decay.lr_scale(name, lr_decay_rate, num_layers, prefix)
 

@@ -2,13 +2,14 @@
 
 A backbone parameter's layer id is :func:`~hiera_backbones.models.base.backbone_layer_id`:
 embeddings 0, ``blocks.i`` ``i + 1``, anything else in the backbone (output norms)
-``num_layers + 1``, where ``num_layers`` is the number of blocks. Every parameter outside the
-backbone (neck, heads) also gets ``num_layers + 1``: these are new layers, trained at the base
-lr, one step above the last block. That is MAE's ``param_groups_lrd`` (which the Hiera
-fine-tuning recipes follow; its ``num_layers`` counts the blocks plus one) and ViTDet's
-``get_vit_lr_decay_rate``. The lr scale of layer id ``i`` is
-``decay_rate ** (num_layers + 1 - i)``: the last block trains at ``decay_rate`` times the base
-lr, the patch embedding at ``decay_rate ** (num_layers + 1)`` times it.
+``num_layers``, where ``num_layers`` is the number of blocks. Every parameter outside the
+backbone (neck, heads) also gets ``num_layers``. The lr scale of layer id ``i`` is
+``decay_rate ** (num_layers - i)``: the last block, output norms, neck and heads train at the
+base lr, the patch embedding at ``decay_rate ** num_layers`` times it. This is the official Hiera
+training code's rule (``hiera/train/utils.py`` ``make_param_groups``, v0.2.0), for which the
+paper's layer-decay rates (e.g. 0.8 / 0.875 on Kinetics-400) were tuned; MAE's
+``param_groups_lrd`` and ViTDet's ``get_vit_lr_decay_rate`` give the rest one id more, which
+would decay every backbone layer once more than those rates assume.
 """
 
 from __future__ import annotations
@@ -28,19 +29,19 @@ def _check_rate(decay_rate: float) -> float:
 
 def layer_id(name: str, num_layers: int, backbone_prefix: str) -> int:
     """Layer id of model parameter ``name`` (DDP's ``module.`` ignored): the backbone rule for
-    names under ``backbone_prefix``, ``num_layers + 1`` for the rest."""
+    names under ``backbone_prefix``, ``num_layers`` for the rest."""
     if num_layers < 1:
         raise ValueError(f"num_layers={num_layers} must be >= 1 (the number of blocks)")
     name = name.removeprefix("module.")
     if name.startswith(backbone_prefix):
         return backbone_layer_id(name[len(backbone_prefix):], num_layers)
-    return num_layers + 1
+    return num_layers
 
 
 def lr_scale(name: str, decay_rate: float, num_layers: int, backbone_prefix: str) -> float:
-    """lr multiplier of model parameter ``name``: ``decay_rate ** (num_layers + 1 - id)``."""
+    """lr multiplier of model parameter ``name``: ``decay_rate ** (num_layers - id)``."""
     rate = _check_rate(decay_rate)
-    return rate ** (num_layers + 1 - layer_id(name, num_layers, backbone_prefix))
+    return rate ** (num_layers - layer_id(name, num_layers, backbone_prefix))
 
 
 def layer_decay_rules(

@@ -25,13 +25,15 @@ __all__ = ["StageBackbone", "backbone_layer_id", "take_indices"]
 
 
 def backbone_layer_id(param_name: str, num_blocks: int) -> int:
-    """Layer id of a backbone parameter for layer-wise lr decay: the rule of MAE's
-    ``param_groups_lrd`` (which the Hiera fine-tuning recipes follow) and of ViTDet's
-    ``get_vit_lr_decay_rate``: embeddings (``patch_embed``, ``pos_embed*``) 0, ``blocks.i.*``
-    ``i + 1`` (HVT's stage embedding ``blocks.i.pos_embed`` included), anything else
-    ``num_blocks + 1``: output norms, a classifier and, outside the backbone, the neck and heads
-    sit one layer above the last block, so new layers train at the base lr and the last block
-    at ``decay`` times it. The lr scale of id ``i`` is ``decay ** (num_blocks + 1 - i)``."""
+    """Layer id of a backbone parameter for layer-wise lr decay, the rule of the official Hiera
+    training code (``Hiera.get_layer_id`` / ``make_param_groups``, hiera v0.2.0), with which the
+    paper's fine-tuning recipes (their layer-decay rates) were tuned: embeddings
+    (``patch_embed``, ``pos_embed*``) 0, ``blocks.i.*`` ``i + 1`` (HVT's stage embedding
+    ``blocks.i.pos_embed`` included), anything else ``num_blocks``: output norms, a classifier
+    and, outside the backbone, neck and heads share the last block's id, so they train at the
+    base lr. The lr scale of id ``i`` is ``decay ** (num_blocks - i)``. (MAE's
+    ``param_groups_lrd`` and ViTDet put the rest one id higher, which decays every backbone
+    layer once more; the Hiera rates assume the official rule.)"""
     if param_name.startswith(("pos_embed", "patch_embed")):
         return 0
     if param_name.startswith("blocks."):
@@ -39,7 +41,7 @@ def backbone_layer_id(param_name: str, num_blocks: int) -> int:
         if not 0 <= index < num_blocks:
             raise ValueError(f"{param_name}: block index beyond num_layers={num_blocks}")
         return index + 1
-    return num_blocks + 1
+    return num_blocks
 
 
 def take_indices(num_stages: int, indices: int | Sequence[int] | None) -> list[int]:
@@ -201,8 +203,8 @@ class StageBackbone(nn.Module):
     # ------------------------------------------------------------------ layer-wise lr decay
     @property
     def num_layers(self) -> int:
-        """Number of blocks; layer ids (:meth:`get_layer_id`) run from 0 to ``num_layers + 1``,
-        as in ViTDet's ``get_vit_lr_decay_rate(name, lr_decay_rate, num_layers)``."""
+        """Number of blocks; layer ids (:meth:`get_layer_id`) run from 0 to ``num_layers``, as
+        in the official Hiera training code."""
         return len(self.blocks)
 
     def get_layer_id(self, param_name: str) -> int:

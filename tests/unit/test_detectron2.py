@@ -121,11 +121,13 @@ def test_layer_decay_follows_layer_ids_and_works_as_lr_factor_func():
     bb = D2Hiera("hiera_tiny_224", input_size=(64, 64), stages=(1, 1, 1, 1))
     n = bb.num_layers
     f = partial(get_hiera_lr_decay_rate, num_layers=n, lr_decay_rate=0.5)
+    # The package's one rule (hiera_backbones.layer_decay, the official Hiera training code's).
     for name, _ in bb.named_parameters():
-        expected = n + 1 if name.startswith("out_norms.") else bb.get_layer_id(name)
-        assert f("backbone.bottom_up." + name) == 0.5 ** (n + 1 - expected), name
+        expected = n if name.startswith("out_norms.") else bb.get_layer_id(name)
+        assert f("backbone.bottom_up." + name) == 0.5 ** (n - expected), name
+    assert f("backbone.bottom_up.blocks.3.mlp.fc1.weight") == 1.0  # the last block
     assert f("roi_heads.box_predictor.cls_score.weight") == 1.0
-    assert f("module.backbone.bottom_up.pos_embed") == 0.5 ** (n + 1)
+    assert f("module.backbone.bottom_up.pos_embed") == 0.5**n
     with pytest.raises(ValueError, match="beyond num_layers"):
         f("backbone.bottom_up.blocks.9.mlp.fc1.weight")
 
@@ -134,8 +136,9 @@ def test_layer_decay_follows_layer_ids_and_works_as_lr_factor_func():
     detector.backbone.bottom_up = bb
     groups = get_default_optimizer_params(detector, base_lr=1.0, lr_factor_func=f)
     lrs = {id(p): g["lr"] for g in groups for p in g["params"]}
-    assert lrs[id(bb.blocks[n - 1].mlp.fc1.weight)] == 0.5
-    assert lrs[id(bb.patch_embed.proj.weight)] == 0.5 ** (n + 1)
+    assert lrs[id(bb.blocks[n - 1].mlp.fc1.weight)] == 1.0
+    assert lrs[id(bb.blocks[0].mlp.fc1.weight)] == 0.5 ** (n - 1)
+    assert lrs[id(bb.patch_embed.proj.weight)] == 0.5**n
 
 
 # ----------------------------------------------------------------------------- configs

@@ -116,7 +116,8 @@ def test_arch_is_a_name_or_a_dict_and_recorded_truthfully():
 
 def test_one_layer_decay_rule_for_detectron2_and_openmmlab():
     """detectron2's lr_factor_func and the OpenMMLab constructor's rules give every backbone
-    parameter the same scale; new layers (output norms, neck, heads) the base lr."""
+    parameter the same scale; the last block and new layers (output norms, neck, heads) the
+    base lr."""
     d2 = pytest.importorskip("hiera_backbones.detectron2")
     model = torch.nn.Module()
     model.backbone = _hvt(out_norm=True)
@@ -127,10 +128,12 @@ def test_one_layer_decay_rule_for_detectron2_and_openmmlab():
         d2_name = name.replace("backbone.", "backbone.bottom_up.", 1)
         assert d2.get_hiera_lr_decay_rate(d2_name, 0.5, n) == scale, name
         assert lr_scale(name, 0.5, n, "backbone.") == scale
-    assert rules["backbone.patch_embed.proj.weight"][0] == 0.5 ** (n + 1)
-    assert rules[f"backbone.blocks.{n - 1}.mlp.fc2.weight"][0] == 0.5
+    # The official Hiera training code's ids: the rest shares the last block's id.
+    assert rules["backbone.patch_embed.proj.weight"][0] == 0.5**n
+    assert rules[f"backbone.blocks.{n - 1}.mlp.fc2.weight"][0] == 1.0
+    assert rules["backbone.blocks.0.mlp.fc2.weight"][0] == 0.5 ** (n - 1)
     assert rules["backbone.out_norms.0.weight"][0] == 1.0
     assert "neck.weight" not in rules and lr_scale("neck.weight", 0.5, n, "backbone.") == 1.0
-    assert rules["backbone.blocks.0.pos_embed"] == (0.5**n, True)  # no weight decay
+    assert rules["backbone.blocks.0.pos_embed"] == (0.5 ** (n - 1), True)  # no weight decay
     with pytest.raises(ValueError, match=r"in \(0, 1\]"):
         layer_decay_rules(model, 1.5)

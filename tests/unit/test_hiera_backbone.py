@@ -96,7 +96,7 @@ def test_layer_ids_follow_official_training_code():
     assert model.get_layer_id("patch_embed.proj.weight") == 0
     assert model.get_layer_id("blocks.0.attn.qkv.weight") == 1
     assert model.get_layer_id("blocks.23.mlp.fc2.bias") == 24
-    assert model.get_layer_id("out_norms.3.weight") == 25  # one above the last block
+    assert model.get_layer_id("out_norms.3.weight") == 24
     assert {model.get_layer_id(n) for n, _ in model.named_parameters()} == set(range(25))
     assert model.no_weight_decay() == {"pos_embed"}
 

@@ -469,9 +469,9 @@ def test_layer_ids_and_no_weight_decay():
     assert model.get_layer_id("blocks.0.pos_embed") == 1
     assert model.get_layer_id("blocks.9.pos_embed") == 10
     assert model.get_layer_id("blocks.11.mlp.fc2.bias") == 12
-    assert model.get_layer_id("head.weight") == 13  # one above the last block
-    assert model.get_layer_id("out_norms.4.weight") == 13
-    assert {model.get_layer_id(n) for n, _ in model.named_parameters()} == set(range(14))
+    assert model.get_layer_id("head.weight") == 12
+    assert model.get_layer_id("out_norms.4.weight") == 12
+    assert {model.get_layer_id(n) for n, _ in model.named_parameters()} == set(range(13))
     assert model.no_weight_decay() == {
         "pos_embed", "blocks.0.pos_embed", "blocks.3.pos_embed", "blocks.6.pos_embed",
         "blocks.9.pos_embed",

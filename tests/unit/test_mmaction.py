@@ -209,10 +209,9 @@ def test_layer_decay_constructor():
     named = dict(model.named_parameters())
     layers = model.backbone.num_layers  # 5 blocks
     lr = {n: by_param[id(p)]["lr"] for n, p in named.items()}
-    # hiera_backbones.layer_decay: ids 0 (embeddings), i + 1 (blocks.i), n + 1 (the rest).
-    assert lr["backbone.patch_embed.proj.weight"] == pytest.approx(0.5 ** (layers + 1))
-    assert lr["backbone.blocks.0.mlp.fc1.weight"] == pytest.approx(0.5**layers)
-    assert lr[f"backbone.blocks.{layers - 1}.mlp.fc1.weight"] == pytest.approx(0.5)
+    assert lr["backbone.patch_embed.proj.weight"] == pytest.approx(0.5**layers)
+    assert lr["backbone.blocks.0.mlp.fc1.weight"] == pytest.approx(0.5 ** (layers - 1))
+    assert lr[f"backbone.blocks.{layers - 1}.mlp.fc1.weight"] == pytest.approx(1.0)
     assert lr["cls_head.fc_cls.weight"] == pytest.approx(1.0)
     wd = {n: by_param[id(p)]["weight_decay"] for n, p in named.items()}
     assert wd["backbone.pos_embed_spatial"] == 0.0 and wd["cls_head.norm.weight"] == 0.0

@@ -162,12 +162,11 @@ def test_layer_decay_constructor_rules():
         return groups[id(params[name])]
 
     assert n == 5
-    # hiera_backbones.layer_decay: ids 0 (embeddings), i + 1 (blocks.i), n + 1 (the rest).
-    assert group("backbone.patch_embed.proj.weight")["lr"] == pytest.approx(0.5 ** (n + 1))
-    assert group("backbone.pos_embed")["lr"] == pytest.approx(0.5 ** (n + 1))
+    assert group("backbone.patch_embed.proj.weight")["lr"] == pytest.approx(0.5**n)
+    assert group("backbone.pos_embed")["lr"] == pytest.approx(0.5**n)
     assert group("backbone.pos_embed")["weight_decay"] == 0.0  # no_weight_decay()
-    assert group("backbone.blocks.0.attn.qkv.weight")["lr"] == pytest.approx(0.5**n)
-    assert group("backbone.blocks.4.mlp.fc1.weight")["lr"] == pytest.approx(0.5)
+    assert group("backbone.blocks.0.attn.qkv.weight")["lr"] == pytest.approx(0.5 ** (n - 1))
+    assert group("backbone.blocks.4.mlp.fc1.weight")["lr"] == pytest.approx(1.0)
     assert group("backbone.blocks.4.mlp.fc1.weight")["weight_decay"] == pytest.approx(0.1)
     assert group("backbone.blocks.2.norm1.weight")["weight_decay"] == 0.0  # norm_decay_mult
     assert group("backbone.out_norms.0.weight")["lr"] == pytest.approx(1.0)
