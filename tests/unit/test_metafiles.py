@@ -8,9 +8,9 @@ import os
 
 import pytest
 import yaml
+from tool_scripts import ROOT
 
 from hiera_backbones.checkpoints import OFFICIAL_CHECKPOINTS
-from tool_scripts import ROOT
 
 FOLDERS = ("detectron2", "mmdet", "mmaction")
 
