@@ -140,3 +140,36 @@ def test_official_file_path_and_offline_tag(offline_cache, tmp_path):
     with pytest.raises(CheckpointError, match="holds hiera_tiny_224 weights; the built "
                                               "backbones are hiera_small_224$"):
         PathManager.get_local_path(f"hiera_backbones://{path}")
+
+
+def test_yacs_train_net_style_model_weights(offline_cache, tmp_path):
+    """tools/train_net.py style: a model-zoo yacs config with the Hiera FPN backbone, built by
+    detectron2's build_model, loads MODEL.WEIGHTS = hiera_backbones://<official file> through
+    detectron2's own DetectionCheckpointer."""
+    from checkpoint_files import save_official
+    from detectron2 import model_zoo
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+
+    from hiera_backbones.detectron2 import add_hiera_config
+
+    official = __import__("hiera").hiera_tiny_224(pretrained=False)
+    path = save_official(tmp_path / "hiera_tiny_224.pth", official)
+    cfg = add_hiera_config(get_cfg())
+    cfg.merge_from_file(model_zoo.get_config_file("COCO-InstanceSegmentation/"
+                                                  "mask_rcnn_R_50_FPN_1x.yaml"))
+    cfg.MODEL.BACKBONE.NAME = "build_hiera_fpn_backbone"
+    cfg.MODEL.HIERA.update(ARCH="hiera_tiny_224", INPUT_SIZE=[64, 64], FREEZE_AT=1)
+    cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.WEIGHTS = f"hiera_backbones://{path}"
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    bottom_up = model.backbone.bottom_up
+    torch.testing.assert_close(bottom_up.blocks[5].mlp.fc1.weight,
+                               official.blocks[5].mlp.fc1.weight, rtol=0, atol=0)
+    assert bottom_up.pos_embed.shape[1] == 16 * 16 and not bottom_up.pos_embed.requires_grad
+    model.eval()
+    with torch.no_grad():
+        (out,) = model([{"image": torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)}])
+    assert {"instances"} == set(out)
