@@ -389,6 +389,12 @@ class HieraBackbonesPathHandler(PathHandler):
     def _get_local_path(self, path: str, force: bool = False, **kwargs: Any) -> str:
         self._check_kwargs(kwargs)
         source = path[len(self.PREFIX):]
+        if not os.path.exists(source) and comm.get_world_size() > 1:
+            # Every process loads at once: the main process downloads, the others then find
+            # the file in the cache.
+            if comm.is_main_process():
+                resolve_source(source)
+            comm.synchronize()
         backbone = _backbone_for(source, path)
         weights = backbone_weights_for(backbone, source, target="detectron2")
         size = "x".join(str(s) for s in backbone.input_size)

@@ -91,7 +91,9 @@ def resolve_source(spec: str, cache: str | None = None) -> str:
     if os.path.exists(dst):
         return dst
     os.makedirs(folder, exist_ok=True)
-    tmp = dst + ".part"
+    # One temporary name per process: concurrent downloads of the same file (one per GPU
+    # process) never write into each other's file; the last rename wins, with identical bytes.
+    tmp = f"{dst}.{os.getpid()}.part"
     try:
         torch.hub.download_url_to_file(url, tmp, progress=True)
     except (urllib.error.URLError, OSError, TimeoutError) as err:
