@@ -24,14 +24,16 @@ Three pooling modes (``pooling=`` / ``video=`` constructor arguments):
     ``(1, h*w, C)`` and the stage embeddings, stored as grids ``blocks.{i}.pos_embed`` of shape
     ``(1, C, h_k, w_k)``, are resized bicubically on the fly. Note that each 2D pool keeps 1/4 of
     the tokens where the 1D pool keeps 1/2, so compute differs from the paper.
-    :func:`hvt_1d_to_2d_state_dict` converts released (1D) checkpoints.
+    :func:`~hiera_backbones.checkpoints.hvt_layouts.hvt_1d_to_2d_state_dict` converts released
+    (1D) checkpoints.
 
 ``pooling="2d", video=True`` (MMAction2)
     Space-time tokens from a ``(2, p, p)`` patch embedding, input position embedding split into
     ``pos_embed`` (spatial, as in the image model) and ``pos_embed_temporal`` ``(1, T', C)``. Pools
     are spatial ``(1, 3, 3)`` or, with ``temporal_pool=True``, ``(3, 3, 3)`` with stride 2 in time
     too; stage embeddings are spatial grids broadcast over time. Stages are ``(N, C, T', H', W')``.
-    :func:`inflate_hvt_state_dict` initializes it from image weights.
+    :func:`~hiera_backbones.checkpoints.hvt_layouts.inflate_hvt_state_dict` initializes it from
+    image weights.
 
 Stages. A model with ``n`` pooling blocks ``p_0 < ... < p_{n-1}`` has ``n + 1`` stages: stage
 ``k < n`` is the output of block ``p_k`` *before* its pool (all blocks since the previous pool ran
