@@ -42,8 +42,8 @@ if ! "$PY" -c "import mmcv, mmcv.ops" >/dev/null 2>&1; then
   MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-2}" "${PIP[@]}" --no-build-isolation mmcv
 fi
 
-log "OpenMMLab, timm, test reference and tools"
-"${PIP[@]}" mmengine mmdet mmaction2 importlib_metadata decord timm safetensors numpy \
+log "OpenMMLab (+ its mim launcher), timm, test reference and tools"
+"${PIP[@]}" mmengine mmdet mmaction2 openmim importlib_metadata decord timm safetensors numpy \
   hiera-transformer pytest ruff onnx onnxscript onnxruntime
 
 log "detectron2 (upstream main, from the cp310 sal-detectron2 wheel; pure Python part)"

@@ -30,7 +30,14 @@ from torch import nn
 
 from .cpu_fusion import fused_linear, use_fusion
 
-__all__ = ["Attention", "Block", "DropPath", "Mlp", "max_pool_tokens"]
+__all__ = [
+    "Attention",
+    "Block",
+    "DropPath",
+    "Mlp",
+    "max_pool_tokens",
+    "scaled_dot_product_attention",
+]
 
 #: Largest q/k/v or MLP hidden tensor the fused path materializes at once; bigger inputs are
 #: processed in chunks (also keeps these tensors under glibc's 32 MB mmap threshold, so they
@@ -49,6 +56,20 @@ def max_pool_tokens(x: torch.Tensor, stride: int, num_units: int = 1) -> torch.T
     batch, tokens, channels = x.shape
     pooled = x.view(batch, num_units, stride, tokens // (num_units * stride), channels).amax(2)
     return pooled.view(batch, -1, channels)
+
+
+def scaled_dot_product_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(d)) v`` on ``(..., tokens, head_dim)`` tensors. Under
+    ``torch.jit.trace`` the same math as two explicit matmuls: the jit-based FLOP counters
+    (fvcore, so detectron2's ``analyze_model.py``; mmengine's, so MMDetection's and MMAction2's
+    ``get_flops.py``) have no handle for ``aten::scaled_dot_product_attention`` and would count
+    attention as zero. Everywhere else (eager, torch.compile, torch.export) the fused kernel."""
+    if torch.jit.is_tracing():
+        scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+        return scores.softmax(dim=-1) @ v
+    return F.scaled_dot_product_attention(q, k, v)
 
 
 class Attention(nn.Module):
@@ -125,9 +146,7 @@ class Attention(nn.Module):
         if self.q_stride > 1:
             q = q.view(groups, units_per_group, self.q_stride, -1, heads, head_dim).amax(2)
             q = q.view(groups, -1, heads, head_dim)
-        out = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        )
+        out = scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         # Fused kernels return (..., tokens, heads, head_dim) memory: this reshape is a view.
         return out.transpose(1, 2).reshape(groups, -1, self.dim_out)
 
