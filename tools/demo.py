@@ -69,15 +69,57 @@ def ground_truth(coco, image_id: int):
     return boxes, masks, labels
 
 
-def save_panel(rows: list[tuple[Image.Image, Image.Image]], path: str, scale: int = 3) -> None:
-    """Ground truth (left) beside predictions (right), one row per image, upscaled."""
+def coco_ap_per_class(ann_file: str, results_file: str, iou_type: str) -> dict[str, float]:
+    """COCO AP (IoU 0.50:0.95, all areas, 100 detections) of each category and ``"all"``, by
+    pycocotools from the framework's own results file, the way detectron2's and MMDetection's
+    evaluators derive their per-category numbers."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints as it goes
+        gt = COCO(ann_file)
+        detections = json.loads(Path(results_file).read_text())
+        if not detections:
+            return {c["name"]: 0.0 for c in gt.loadCats(gt.getCatIds())} | {"all": 0.0}
+        evaluation = COCOeval(gt, gt.loadRes(detections), iou_type)
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    precision = evaluation.eval["precision"]  # (IoU, recall, category, area, max detections)
+    per_class = {}
+    for k, cat_id in enumerate(evaluation.params.catIds):
+        values = precision[:, :, k, 0, -1]
+        values = values[values > -1]
+        name = gt.loadCats(cat_id)[0]["name"]
+        per_class[name] = 100 * float(values.mean()) if values.size else 0.0
+    per_class["all"] = 100 * float(evaluation.stats[0])
+    return per_class
+
+
+def ap_table(box: dict[str, float], mask: dict[str, float]) -> str:
+    lines = [f"{'':10s} {'box AP':>7s} {'mask AP':>8s}"]
+    lines += [f"{name:10s} {box[name]:7.1f} {mask[name]:8.1f}" for name in box]
+    return "\n".join(lines)
+
+
+def save_panel(rows: list[tuple[Image.Image, Image.Image]], path: str, caption: str,
+               scale: int = 3) -> None:
+    """Ground truth (left) beside predictions (right), one row per image, upscaled, under a
+    caption (what was trained, its AP)."""
     w, h = rows[0][0].size
-    panel = Image.new("RGB", (2 * w * scale + 8, len(rows) * (h * scale + 4) + 18), (20, 20, 20))
-    ImageDraw.Draw(panel).text((4, 3), "ground truth", fill=(255, 255, 255))
-    ImageDraw.Draw(panel).text((w * scale + 12, 3), "predictions (score > 0.5)",
-                               fill=(255, 255, 255))
+    top = 32
+    panel = Image.new("RGB", (2 * w * scale + 8, len(rows) * (h * scale + 4) + top),
+                      (20, 20, 20))
+    draw = ImageDraw.Draw(panel)
+    draw.text((4, 3), caption, fill=(255, 255, 255))
+    draw.text((4, 17), "ground truth", fill=(200, 200, 200))
+    draw.text((w * scale + 12, 17), "predictions (score > 0.5): class, score, mask",
+              fill=(200, 200, 200))
     for r, (gt, pred) in enumerate(rows):
-        y = 18 + r * (h * scale + 4)
+        y = top + r * (h * scale + 4)
         panel.paste(gt.resize((w * scale, h * scale), Image.NEAREST), (0, y))
         panel.paste(pred.resize((w * scale, h * scale), Image.NEAREST), (w * scale + 8, y))
     write_atomic(path, panel.save)
@@ -156,8 +198,10 @@ def run_detectron2(args: argparse.Namespace) -> dict:
                               inst.pred_classes[keep], meta.thing_classes, inst.scores[keep])
         rows.append((draw_instances(image, *ground_truth(coco, image_id), meta.thing_classes),
                      pred))
+    results_file = os.path.join(cfg.train.output_dir, "coco_instances_results.json")
     return {"bbox_ap": results["bbox"]["AP"], "segm_ap": results["segm"]["AP"], "rows": rows,
-            "train_seconds": train_seconds, "train_set": train_set}
+            "train_seconds": train_seconds, "ann_file": meta.json_file,
+            "results_files": {"bbox": results_file, "segm": results_file}}
 
 
 # ----------------------------------------------------------------------------- MMDetection
@@ -181,9 +225,11 @@ def run_mmdet(args: argparse.Namespace) -> dict:
     root += os.sep
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
         loader.dataset.data_root = root
+    cfg.work_dir = os.path.join(args.output, "mmdet")
+    results_prefix = os.path.join(cfg.work_dir, "coco_instances_results")
     for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
         evaluator.ann_file = os.path.join(root, "annotations", "instances_val.json")
-    cfg.work_dir = os.path.join(args.output, "mmdet")
+        evaluator.outfile_prefix = results_prefix  # CocoMetric writes <prefix>.{bbox,segm}.json
     cfg.train_cfg.max_iters = args.iters
     cfg.train_cfg.val_interval = args.iters + 1  # evaluated once, below
     cfg.default_hooks.logger.interval = max(args.iters, 1)
@@ -234,7 +280,8 @@ def run_mmdet(args: argparse.Namespace) -> dict:
                            pred.scores[keep]),
         ))
     return {"bbox_ap": 100 * metrics["coco/bbox_mAP"], "segm_ap": 100 * metrics["coco/segm_mAP"],
-            "rows": rows, "train_seconds": train_seconds}
+            "rows": rows, "train_seconds": train_seconds, "ann_file": cfg.val_evaluator.ann_file,
+            "results_files": {t: f"{results_prefix}.{t}.json" for t in ("bbox", "segm")}}
 
 
 # ----------------------------------------------------------------------------- main
@@ -259,14 +306,20 @@ def main(argv: list[str] | None = None) -> int:
 
     runner = run_detectron2 if args.framework == "detectron2" else run_mmdet
     out = runner(args)
+    box = coco_ap_per_class(out["ann_file"], out["results_files"]["bbox"], "bbox")
+    mask = coco_ap_per_class(out["ann_file"], out["results_files"]["segm"], "segm")
     picture = os.path.join(args.output, f"predictions_{args.framework}.png")
-    save_panel(out["rows"], picture)
+    caption = (f"{args.framework}, {args.iters} iterations ({out['train_seconds']:.0f} s on CPU): "
+               f"box AP {out['bbox_ap']:.1f}, mask AP {out['segm_ap']:.1f}")
+    save_panel(out["rows"], picture, caption)
     summary = {
         "framework": args.framework,
         "iterations": args.iters,
         "train_seconds": round(out["train_seconds"], 1),
         "bbox_AP": round(out["bbox_ap"], 2),
         "segm_AP": round(out["segm_ap"], 2),
+        "bbox_AP_per_class": {k: round(v, 2) for k, v in box.items() if k != "all"},
+        "segm_AP_per_class": {k: round(v, 2) for k, v in mask.items() if k != "all"},
         "weights": args.weights or "from scratch",
         "picture": picture,
     }
@@ -275,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nCOCO AP on the synthetic validation set ({args.framework}, {args.iters} iterations, "
           f"{summary['train_seconds']:.0f} s of training): box AP {summary['bbox_AP']:.1f}, "
           f"mask AP {summary['segm_AP']:.1f}")
+    print(ap_table(box, mask))
     print(f"predictions beside ground truth: {picture}")
     return 0
 
