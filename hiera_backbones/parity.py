@@ -39,6 +39,8 @@ __all__ = [
     "max_relative_error",
     "official_hiera",
     "official_stage_maps",
+    "timm_reference",
+    "timm_stage_maps",
 ]
 
 #: Largest ``max|ours - ref| / max|ref|`` accepted between two fp32 runs of the same stage map.
@@ -127,3 +129,23 @@ def official_stage_maps(official: torch.nn.Module, x: torch.Tensor) -> list[torc
     with torch.no_grad():
         _, inter = official(x, return_intermediates=True)
     return [t.movedim(-1, 1) for t in inter]
+
+
+def timm_reference(name: str, input_size: Sequence[int] | None = None) -> torch.nn.Module:
+    """timm's model ``name`` with random weights, in eval mode, without a classifier: the
+    reference for the architectures whose source implementation is timm's or which timm
+    reimplements exactly (SAM 2's trunk ``sam2_hiera_*``, abs-win Hiera
+    ``hiera_*_abswin_256``). Never downloads. abs-win Hiera fixes its token grid at
+    construction, so it is built for ``input_size``; HieraDet runs at any size."""
+    import timm
+
+    kwargs = {}
+    if input_size is not None and "abswin" in name:
+        kwargs["img_size"] = tuple(int(s) for s in input_size)
+    return timm.create_model(name, pretrained=False, num_classes=0, **kwargs).eval()
+
+
+def timm_stage_maps(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """A timm model's stage outputs, channels-first."""
+    with torch.no_grad():
+        return model.forward_intermediates(x, intermediates_only=True)

@@ -25,7 +25,15 @@ from torch import nn
 
 from .. import __version__
 from ..models.pos_embed import resize_pos_embed, resize_temporal_pos_embed
-from ..parity import FP32_RTOL, MapError, map_errors, official_hiera, official_stage_maps
+from ..parity import (
+    FP32_RTOL,
+    MapError,
+    map_errors,
+    official_hiera,
+    official_stage_maps,
+    timm_reference,
+    timm_stage_maps,
+)
 from .fit import check_fit
 from .hiera_formats import (
     HIERA_FORMATS,
@@ -33,6 +41,13 @@ from .hiera_formats import (
     infer_hiera_arch,
     split_hiera_state,
     to_official_hiera,
+)
+from .hieradet_formats import (
+    HIERADET_FORMATS,
+    detect_hieradet_format,
+    hieradet_state_from_content,
+    infer_hieradet_arch,
+    is_hieradet_arch,
 )
 from .hub import resolve_source
 from .hvt_formats import (
@@ -64,7 +79,7 @@ TARGET_PREFIXES = {
     "mmdet": "backbone.",
     "mmaction": "backbone.",
 }
-SOURCE_FORMATS = (*HIERA_FORMATS, *HVT_FORMATS, "hiera-backbones")
+SOURCE_FORMATS = (*HIERA_FORMATS, *HIERADET_FORMATS, *HVT_FORMATS, "hiera-backbones")
 HVT_MODES = ("1d", "2d", "video")
 #: HVT layout each target needs by default: detectors want 2D maps, MMAction2 video.
 DEFAULT_HVT_MODE = {"backbone": None, "detectron2": "2d", "mmdet": "2d", "mmaction": "video"}
@@ -104,14 +119,22 @@ class BackboneWeights:
 def _family(fmt: str, own: dict | None) -> str:
     if fmt == "hiera-backbones":
         arch = str((own or {}).get("arch", ""))
+        if is_hieradet_arch(arch):
+            return "hieradet"
         return "hvt" if arch.startswith(("hvt", "scale_hvt")) else "hiera"
+    if fmt in HIERADET_FORMATS:
+        return "hieradet"
     return "hvt" if fmt in HVT_FORMATS else "hiera"
 
 
 def _detect(raw: RawCheckpoint, from_format: str | None, own: dict | None) -> str:
     content = raw.content
     detected = (
-        "hiera-backbones" if own else detect_hiera_format(content) or detect_hvt_format(content)
+        "hiera-backbones"
+        if own
+        else detect_hieradet_format(content)
+        or detect_hiera_format(content)
+        or detect_hvt_format(content)
     )
     fmt = from_format or detected
     if fmt is None:
@@ -170,11 +193,14 @@ def read_backbone_weights(
     raw = read_checkpoint(resolve_source(src), allow_pickle=allow_pickle)
     own = own_metadata(raw)
     fmt = _detect(raw, from_format, own)
-    if _family(fmt, own) == "hvt":
+    family = _family(fmt, own)
+    if family == "hvt":
         mode = hvt_mode or DEFAULT_HVT_MODE.get(target or "backbone")
         return _read_hvt(raw, fmt, own, input_size, mode, patch_size, arch, num_heads)
     if hvt_mode not in (None, "1d") or patch_size or num_heads:
         raise CheckpointError("--hvt-mode, --patch-size and --num-heads apply to HVT only")
+    if family == "hieradet":
+        return _read_hieradet(raw, fmt, own, input_size, arch)
     try:
         state = to_official_hiera(raw.content, fmt)
     except (KeyError, AttributeError, TypeError) as err:
@@ -204,6 +230,39 @@ def read_backbone_weights(
         source_sha256=raw.sha256,
         source_file=raw.path,
         source_state=state,
+    )
+
+
+def _read_hieradet(raw, fmt, own, input_size, arch) -> BackboneWeights:
+    """SAM 2 / 2.1 release files, timm ``sam2_hiera_*`` state dicts and our own HieraDet files.
+    No tensor depends on the input size (the background position embedding is interpolated on
+    every forward), so ``input_size`` only becomes the built model's nominal size."""
+    try:
+        backbone, dropped, unknown = hieradet_state_from_content(raw.content, fmt)
+    except (KeyError, AttributeError, TypeError) as err:
+        raise CheckpointError(f"{raw.path} does not have the layout of {fmt!r}: {err}") from None
+    if unknown:
+        raise _unknown_error(raw.path, unknown, "HieraDet (the SAM 2 trunk)", fmt)
+    if not backbone:
+        raise CheckpointError(f"{raw.path} holds no HieraDet backbone tensors")
+    own_kwargs = _saved_kwargs(own)
+    name = own["arch"] if own else infer_hieradet_arch(backbone)
+    build_kwargs = own_kwargs or {"input_size": (1024, 1024)}
+    if arch and arch != name:
+        raise CheckpointError(f"{raw.path} holds {name} weights, not {arch}")
+    if input_size is not None:
+        build_kwargs["input_size"] = tuple(int(s) for s in input_size)
+    _check_shapes(name, build_kwargs, backbone, raw.path)
+    return BackboneWeights(
+        arch=name,
+        build_kwargs=build_kwargs,
+        backbone=backbone,
+        head={},
+        dropped=dropped,
+        source_format=fmt,
+        source_sha256=raw.sha256,
+        source_file=raw.path,
+        source_state=dict(backbone),
     )
 
 
@@ -303,6 +362,8 @@ def _check_shapes(arch: str, build_kwargs: Mapping, backbone: Mapping, path: str
 def _resize_pos(backbone: dict, old_size, new_size, arch: str) -> dict:
     model = _build_model(arch, {"input_size": tuple(new_size)})  # validates new_size
     out = dict(backbone)
+    if "pos_embed_win" in out:
+        return out  # abs-win: the background grid is resized on every forward, not stored
     stride = model.patch_stride
     old_grid = [s // p for s, p in zip(old_size, stride)]
     new_grid = [s // p for s, p in zip(new_size, stride)]
@@ -403,6 +464,8 @@ def verify_against_official(
     with the same architecture, so they cannot be verified this way."""
     if weights.arch.startswith(("hvt", "scale_hvt")):
         return _verify_hvt(weights, dst, batch)
+    if is_hieradet_arch(weights.arch) or "pos_embed_win" in weights.backbone:
+        return _verify_timm(weights, dst, batch)
     from ..models import build_backbone
 
     size = tuple(weights.build_kwargs["input_size"])
@@ -445,6 +508,33 @@ def _checked(got, ref) -> list[MapError]:
                 f"allowed {FP32_RTOL:.0e} relative)"
             )
     return errors
+
+
+def _verify_timm(weights: BackboneWeights, dst: str, batch: int) -> list[MapError]:
+    """SAM 2 trunks and abs-win Hiera: timm's model (same state-dict names as ours) holding the
+    converted tensors against our backbone holding the written ones."""
+    from ..models import build_backbone
+
+    state, meta = read_own_state(dst)
+    ours = build_backbone(meta["arch"], **weights.build_kwargs).eval()
+    size = tuple(ours.input_size)
+    if meta["arch"] not in ours.arch_zoo:
+        raise CheckpointError(f"--verify: {meta['arch']} has no timm counterpart")
+    reference = timm_reference(meta["arch"], size)
+    missing, unexpected = reference.load_state_dict(weights.backbone, strict=False)
+    if unexpected or any(not k.startswith("head.") for k in missing):
+        raise CheckpointError(
+            f"verify: timm's {meta['arch']} misses {missing[:5]} / has extra {unexpected[:5]}"
+        )
+    missing, unexpected = ours.load_state_dict(
+        {k: v for k, v in state.items() if not k.startswith(("norm.", "head."))}, strict=False
+    )
+    if missing or unexpected:
+        raise CheckpointError(f"verify: {dst} misses {missing[:5]} / has extra {unexpected[:5]}")
+    x = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got = ours(x)
+    return _checked(got, timm_stage_maps(reference, x))
 
 
 def _verify_hvt(weights: BackboneWeights, dst: str, batch: int) -> list[MapError]:

@@ -6,7 +6,9 @@ Formats (``source_format`` values):
   (``mae_*_ft_*``) or MAE (``mae_in1k``/``mae_k400``: decoder, fusion heads, ``encoder_norm``).
 * ``hiera-hub``: the official Hugging Face hub layout (``config.json`` + ``model.safetensors``)
   or any plain state dict with official names.
-* ``hiera-timm``: timm's ``hiera_*`` (``head.fc``, ``head.norm``).
+* ``hiera-timm``: timm's ``hiera_*`` (``head.fc``, ``head.norm``), including the abs-win
+  variants ``hiera_{small,base}_abswin_256`` (``pos_embed`` background grid + ``pos_embed_win``,
+  LayerScale ``blocks.N.ls1/ls2.gamma``), which are :class:`Hiera` arch options here.
 * ``hiera-hf``: Hugging Face transformers ``HieraModel`` / ``HieraForImageClassification`` /
   ``HieraForPreTraining`` (``embeddings.*``, ``encoder.stages.S.layers.L.*``).
 * ``hiera-backbones``: files written by this package (any target), re-read.
@@ -20,7 +22,7 @@ from collections.abc import Mapping
 
 import torch
 
-from ..models.hiera import HIERA_CONFIGS
+from ..models.hiera import HIERA_CONFIGS, Hiera
 from .io import CheckpointError
 
 __all__ = [
@@ -30,11 +32,12 @@ __all__ = [
     "infer_hiera_arch",
     "to_official_hiera",
     "split_hiera_state",
+    "strip_wrapper_prefix",
 ]
 
 HIERA_FORMATS = ("hiera-official", "hiera-hub", "hiera-timm", "hiera-hf")
 
-_BACKBONE = re.compile(r"^(patch_embed\.|pos_embed(_spatial|_temporal)?$|blocks\.\d+\.)")
+_BACKBONE = re.compile(r"^(patch_embed\.|pos_embed(_spatial|_temporal|_win)?$|blocks\.\d+\.)")
 _HEAD = re.compile(r"^(norm\.|head\.projection\.)")
 _MAE_ONLY = re.compile(
     r"^(encoder_norm\.|multi_scale_fusion_heads\.|decoder_|mask_token$|decoder\.|multiscale_fusion\.)"
@@ -43,7 +46,7 @@ _MAE_ONLY = re.compile(
 _WRAPPER_PREFIXES = ("module.", "backbone.bottom_up.", "backbone.net.", "backbone.", "encoder.")
 
 
-def _strip_wrapper_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def strip_wrapper_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for prefix in _WRAPPER_PREFIXES:
         if any(k.startswith(prefix + "blocks.") for k in state):
             return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
@@ -61,7 +64,7 @@ def detect_hiera_format(content: Mapping) -> str | None:
     state = content.get("state_dict", content.get("model", content))
     if not isinstance(state, Mapping):
         return None
-    state = _strip_wrapper_prefix(state)
+    state = strip_wrapper_prefix(state)
     if not _looks_like_hiera(state):
         return None
     if any(k.startswith(("head.fc.", "head.norm.")) for k in state):
@@ -70,12 +73,18 @@ def detect_hiera_format(content: Mapping) -> str | None:
 
 
 def _looks_like_hiera(state: Mapping) -> bool:
-    """Hiera: a 7x7 (or 3x7x7) stride-4 patch conv and blocks that change width (``proj``)."""
+    """Hiera: a 7x7 (or 3x7x7) stride-4 patch conv and blocks that change width (``proj``), or
+    timm's abs-win window embedding (its small model widens without ``proj``). SAM 2's
+    HieraDet (``pos_embed_window``) is another family."""
     weight = state.get("patch_embed.proj.weight")
     return (
         isinstance(weight, torch.Tensor)
         and weight.dim() in (4, 5)
-        and any(re.match(r"blocks\.\d+\.proj\.weight$", k) for k in state)
+        and "pos_embed_window" not in state
+        and (
+            "pos_embed_win" in state
+            or any(re.match(r"blocks\.\d+\.proj\.weight$", k) for k in state)
+        )
     )
 
 
@@ -117,13 +126,7 @@ def _from_timm(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             k = "head.projection." + k[len("head.fc."):]
         elif k.startswith("head.norm."):
             k = "norm." + k[len("head.norm."):]
-        elif k == "pos_embed_win" or k.startswith("blocks.") and (".ls1." in k or ".ls2." in k):
-            raise CheckpointError(
-                "this is a timm Hiera variant with parts the official architecture lacks "
-                f"({k}: abswin position embedding or LayerScale); only the official "
-                "hiera_{tiny,small,base,base_plus,large,huge}_224 weights are supported"
-            )
-        out[k] = v
+        out[k] = v  # abs-win: pos_embed (background grid), pos_embed_win, ls1/ls2 kept as they are
     return out
 
 
@@ -135,7 +138,7 @@ def to_official_hiera(content: Mapping, source_format: str) -> dict[str, torch.T
     if source_format == "hiera-hf":
         return _from_hf(content)
     state = content.get("state_dict", content.get("model", content))
-    state = _strip_wrapper_prefix(state)
+    state = strip_wrapper_prefix(state)
     if source_format == "hiera-timm":
         return _from_timm(state)
     if source_format in ("hiera-hub", "hiera-backbones"):
@@ -192,6 +195,12 @@ def _input_size_from_pos_embed(backbone: Mapping, stride: tuple[int, ...]) -> tu
     return size
 
 
+def _same(a, b) -> bool:
+    return (tuple(a) if isinstance(a, (list, tuple)) else a) == (
+        tuple(b) if isinstance(b, (list, tuple)) else b
+    )
+
+
 def infer_hiera_arch(
     backbone: Mapping[str, torch.Tensor],
     head: Mapping,
@@ -205,27 +214,41 @@ def infer_hiera_arch(
     video = patch.dim() == 5
     embed_dim = patch.shape[0]
     depth = 1 + max(int(k.split(".")[1]) for k in backbone if k.startswith("blocks."))
+    # Stage transitions: the blocks whose qkv widens (with or without a ``proj``).
     transitions = sorted(
-        int(k.split(".")[1]) for k in backbone if re.match(r"blocks\.\d+\.proj\.weight$", k)
+        int(k.split(".")[1]) for k, v in backbone.items()
+        if re.match(r"blocks\.\d+\.attn\.qkv\.weight$", k) and v.shape[0] != 3 * v.shape[1]
     )
     bounds = [0, *transitions, depth]
     stages = tuple(b - a for a, b in zip(bounds, bounds[1:]))
+    abs_win = "pos_embed_win" in backbone
+    variant = dict(
+        abs_win=abs_win,
+        global_pos_size=tuple(backbone["pos_embed"].shape[-2:]) if abs_win else None,
+        layer_scale=any(re.match(r"blocks\.\d+\.ls1\.gamma$", k) for k in backbone),
+        expand_proj=not transitions or f"blocks.{transitions[0]}.proj.weight" in backbone,
+    )
+    zoo = {**Hiera.arch_defaults}
     name = next(
         (
             n
-            for n, c in HIERA_CONFIGS.items()
+            for n, c in Hiera.arch_zoo.items()
             if c["embed_dim"] == embed_dim
             and tuple(c["stages"]) == stages
             and (len(c["patch_stride"]) == 3) == video
+            and all(_same(c.get(k, zoo[k]), v) for k, v in variant.items())
         ),
         None,
     )
     if name is None:
+        extra = ", abs-win" if abs_win else ""
         raise CheckpointError(
             f"unrecognised Hiera geometry (embed_dim={embed_dim}, blocks per stage={stages}, "
-            f"{'video' if video else 'image'}); known: {', '.join(HIERA_CONFIGS)}"
+            f"{'video' if video else 'image'}{extra}); known: {', '.join(Hiera.arch_zoo)}"
         )
-    if input_size is None:
+    if input_size is None and abs_win:
+        input_size = Hiera.arch_zoo[name]["input_size"]  # no parameter depends on it
+    elif input_size is None:
         input_size = _input_size_from_pos_embed(backbone, HIERA_CONFIGS[name]["patch_stride"])
     num_classes = head["head.projection.weight"].shape[0] if "head.projection.weight" in head else 0
     return HieraArch(name, tuple(input_size), num_classes)

@@ -1,11 +1,11 @@
 """Official checkpoint URLs and the one downloader.
 
 A checkpoint source is a local path, ``"<model>:<tag>"`` naming an official release (e.g.
-``hiera_base_224:mae_in1k``, ``hvt_s_4:in1k``; see :data:`OFFICIAL_CHECKPOINTS`) or an
-http(s) URL. :func:`resolve_source` turns any of them into a local file, downloading once into
-the cache folder (``$HIERA_BACKBONES_CACHE``, default ``~/.cache/hiera_backbones``) through a
-temporary ``.part`` file renamed into place. Offline, it fails with one error naming the file to
-fetch and where to put it.
+``hiera_base_224:mae_in1k``, ``hvt_s_4:in1k``, ``sam2.1_hiera_large:sa1b``; see
+:data:`OFFICIAL_CHECKPOINTS`) or an http(s) URL. :func:`resolve_source` turns any of them into
+a local file, downloading once into the cache folder (``$HIERA_BACKBONES_CACHE``, default
+``~/.cache/hiera_backbones``) through a temporary ``.part`` file renamed into place. Offline, it
+fails with one error naming the file to fetch and where to put it.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ __all__ = [
 
 _HIERA_URL = "https://dl.fbaipublicfiles.com/hiera/"
 _HVT_URL = "https://github.com/zhuang-group/HVT/releases/download"
+_SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/"
 #: Released HVT ImageNet-1k checkpoints (``torch.load(...)['model']``), by variant.
 HVT_CHECKPOINT_URLS: dict[str, str] = {
     "hvt_ti_1": f"{_HVT_URL}/v1.0/hvt_ti_1.pth",
@@ -53,6 +54,13 @@ for _size in ("base", "base_plus", "large", "huge"):
     )
     OFFICIAL_CHECKPOINTS[f"hiera_{_size}_16x224:mae_k400_ft_k400"] = (
         f"{_HIERA_URL}hiera_{_size}_16x224.pth"
+    )
+# SAM 2 (July 2024) and SAM 2.1 (September 2024) releases: whole SAM 2 models trained on SA-1B
+# and SA-V; the converter keeps their image-encoder trunk (architecture sam2_hiera_<size>).
+for _size in ("tiny", "small", "base_plus", "large"):
+    OFFICIAL_CHECKPOINTS[f"sam2_hiera_{_size}:sa1b"] = f"{_SAM2_URL}072824/sam2_hiera_{_size}.pt"
+    OFFICIAL_CHECKPOINTS[f"sam2.1_hiera_{_size}:sa1b"] = (
+        f"{_SAM2_URL}092824/sam2.1_hiera_{_size}.pt"
     )
 
 

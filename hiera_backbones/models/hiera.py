@@ -38,7 +38,7 @@ from torch import nn
 
 from .base import StageBackbone
 from .layers import Block
-from .pos_embed import resize_pos_embed, resize_temporal_pos_embed
+from .pos_embed import resize_grid_pos_embed, resize_pos_embed, resize_temporal_pos_embed
 from .registry import register_model
 
 __all__ = [
@@ -54,6 +54,9 @@ __all__ = [
     "hiera_base_plus_16x224",
     "hiera_large_16x224",
     "hiera_huge_16x224",
+    "HIERA_ABSWIN_CONFIGS",
+    "hiera_small_abswin_256",
+    "hiera_base_abswin_256",
 ]
 
 _IMAGE = dict(
@@ -91,6 +94,22 @@ HIERA_CONFIGS: dict[str, dict] = {
     },
 }
 
+#: timm's abs-win Hiera (``hiera_*_abswin_256``; Bolya et al., "Window Attention is Bugged",
+#: ICLR 2024): the image geometry at 256, a background position embedding on a
+#: ``global_pos_size`` grid (interpolated to the token grid, antialiased bicubic) plus one
+#: mask unit's embedding ``pos_embed_win`` tiled over the mask units, and LayerScale. The small
+#: model doubles the width at transitions by max- and mean-pooling instead of ``proj``.
+HIERA_ABSWIN_CONFIGS: dict[str, dict] = {
+    "hiera_small_abswin_256": {
+        **_IMAGE, **_SIZES["small"], "input_size": (256, 256), "abs_win": True,
+        "global_pos_size": (16, 16), "layer_scale": True, "expand_proj": False,
+    },
+    "hiera_base_abswin_256": {
+        **_IMAGE, **_SIZES["base"], "input_size": (256, 256), "abs_win": True,
+        "global_pos_size": (14, 14), "layer_scale": True,
+    },
+}
+
 
 _ARCH_DEFAULTS: dict[str, Any] = dict(
     in_chans=3,
@@ -99,6 +118,10 @@ _ARCH_DEFAULTS: dict[str, Any] = dict(
     dim_mul=2.0,
     head_mul=2.0,
     mlp_ratio=4.0,
+    abs_win=False,
+    global_pos_size=None,
+    layer_scale=False,
+    expand_proj=True,
 )
 
 
@@ -107,13 +130,20 @@ class Hiera(StageBackbone):
 
     Args:
         arch: a name of :data:`HIERA_CONFIGS` (``"hiera_base_224"``, ``"hiera_base_16x224"``,
-            ...) or a dict of architecture overrides with an optional ``base`` name, e.g.
-            ``dict(base="hiera_base_16x224", embed_dim=32, stages=(1, 1, 2, 1))``. The
-            result's truthful name is ``self.arch`` (a zoo name only if the architecture is that
-            model's, else ``"<base>_custom"``); every architecture argument is in
-            ``self.arch_config``.
+            ...) or :data:`HIERA_ABSWIN_CONFIGS` (``"hiera_small_abswin_256"``) or a dict of
+            architecture overrides with an optional ``base`` name, e.g.
+            ``dict(base="hiera_base_16x224", embed_dim=32, stages=(1, 1, 2, 1))``. The result's
+            truthful name is ``self.arch`` (a zoo name only if the architecture is that model's,
+            else ``"<base>_custom"``); every architecture argument is in ``self.arch_config``.
         input_size ... sep_pos_embed: the official constructor's arguments; ``None`` takes the
             value from ``arch``. Explicit values override it.
+        abs_win, global_pos_size, layer_scale, expand_proj: timm's abs-win variant (image
+            only): ``pos_embed`` is a ``(1, C, *global_pos_size)`` background grid resized to
+            the token grid (antialiased bicubic) plus ``pos_embed_win`` ``(1, C, *mask_unit)``
+            tiled over the mask units, so no parameter depends on ``input_size``;
+            ``layer_scale`` adds ``ls1`` / ``ls2`` (initialised to ``layer_scale_init``);
+            ``expand_proj=False`` widens at transitions by max- and mean-pool side by side.
+            Any input whose sides are multiples of ``size_multiple`` (32 for the zoo) runs.
         drop_path_rate: stochastic depth, linear over blocks.
         out_indices: stages ``forward`` returns (0-based); stages after the last one are not
             computed. :meth:`forward_intermediates` takes any stages.
@@ -128,14 +158,14 @@ class Hiera(StageBackbone):
     """
 
     family = "Hiera"
-    arch_zoo = HIERA_CONFIGS
     arch_defaults = _ARCH_DEFAULTS
     arch_keys = (
         "in_chans", "embed_dim", "num_heads", "stages", "q_pool", "q_stride", "mask_unit_size",
         "mask_unit_attn", "dim_mul", "head_mul", "patch_kernel", "patch_stride", "patch_padding",
-        "mlp_ratio", "sep_pos_embed",
+        "mlp_ratio", "sep_pos_embed", "abs_win", "global_pos_size", "layer_scale", "expand_proj",
     )
     default_arch = "hiera_base_224"
+    arch_zoo = {**HIERA_CONFIGS, **HIERA_ABSWIN_CONFIGS}
 
     def __init__(
         self,
@@ -157,6 +187,11 @@ class Hiera(StageBackbone):
         patch_padding: Sequence[int] | None = None,
         mlp_ratio: float | None = None,
         sep_pos_embed: bool | None = None,
+        abs_win: bool | None = None,
+        global_pos_size: Sequence[int] | None = None,
+        layer_scale: bool | None = None,
+        expand_proj: bool | None = None,
+        layer_scale_init: float = 1e-5,
         drop_path_rate: float = 0.0,
         out_indices: Sequence[int] = (0, 1, 2, 3),
         out_norm: bool = False,
@@ -171,7 +206,8 @@ class Hiera(StageBackbone):
             stages=stages, q_pool=q_pool, q_stride=q_stride, mask_unit_size=mask_unit_size,
             mask_unit_attn=mask_unit_attn, dim_mul=dim_mul, head_mul=head_mul,
             patch_kernel=patch_kernel, patch_stride=patch_stride, patch_padding=patch_padding,
-            mlp_ratio=mlp_ratio, sep_pos_embed=sep_pos_embed,
+            mlp_ratio=mlp_ratio, sep_pos_embed=sep_pos_embed, abs_win=abs_win,
+            global_pos_size=global_pos_size, layer_scale=layer_scale, expand_proj=expand_proj,
         ))
         self.arch = arch = name
         self.arch_config = {k: v for k, v in cfg.items() if k != "input_size"}
@@ -183,6 +219,7 @@ class Hiera(StageBackbone):
         embed_dim, num_heads = cfg["embed_dim"], cfg["num_heads"]
         dim_mul, head_mul, mlp_ratio = cfg["dim_mul"], cfg["head_mul"], cfg["mlp_ratio"]
         sep_pos_embed, in_chans = cfg["sep_pos_embed"], cfg["in_chans"]
+        self.abs_win = bool(cfg["abs_win"])
         self.spatial_dims = len(patch_stride)
         if not (
             len(input_size) == len(q_stride) == len(mask_unit_size) == len(patch_kernel)
@@ -199,6 +236,11 @@ class Hiera(StageBackbone):
         if len(mask_unit_attn) != num_stages:
             raise ValueError(f"mask_unit_attn needs {num_stages} entries, got {mask_unit_attn}")
         out_indices = self._checked_out_indices(out_indices, num_stages, arch)
+        if self.abs_win and (self.spatial_dims != 2 or sep_pos_embed or not cfg["global_pos_size"]):
+            raise ValueError(
+                f"{arch}: abs_win=True is an image model option and needs global_pos_size "
+                "(the background grid), without sep_pos_embed"
+            )
 
         self.input_size = tuple(int(s) for s in input_size)
         self.patch_stride = tuple(patch_stride)
@@ -228,6 +270,9 @@ class Hiera(StageBackbone):
             t, h, w = self.tokens_spatial_shape
             self.pos_embed_spatial = nn.Parameter(torch.zeros(1, h * w, embed_dim))
             self.pos_embed_temporal = nn.Parameter(torch.zeros(1, t, embed_dim))
+        elif self.abs_win:
+            self.pos_embed = nn.Parameter(torch.zeros(1, embed_dim, *cfg["global_pos_size"]))
+            self.pos_embed_win = nn.Parameter(torch.zeros(1, embed_dim, *self.mask_unit_size))
         else:
             num_tokens = math.prod(self.tokens_spatial_shape)
             self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, embed_dim))
@@ -265,6 +310,8 @@ class Hiera(StageBackbone):
                     q_stride=flat_q_stride if i in q_pool_blocks else 1,
                     window_size=flat_mu_size,
                     use_mask_unit_attn=use_mask_unit_attn,
+                    layer_scale_init=layer_scale_init if cfg["layer_scale"] else None,
+                    expand_proj=bool(cfg["expand_proj"]),
                 )
             )
             dim = dim_out
@@ -307,7 +354,7 @@ class Hiera(StageBackbone):
     def no_weight_decay(self) -> set[str]:
         if self.sep_pos_embed:
             return {"pos_embed_spatial", "pos_embed_temporal"}
-        return {"pos_embed"}
+        return {"pos_embed", "pos_embed_win"} if self.abs_win else {"pos_embed"}
 
     def _init_weights(self) -> None:
         # Official init: trunc-normal(0.02) weights, Linear and LayerNorm biases 0.02. It only
@@ -315,7 +362,7 @@ class Hiera(StageBackbone):
         for p in (
             (self.pos_embed_spatial, self.pos_embed_temporal)
             if self.sep_pos_embed
-            else (self.pos_embed,)
+            else (self.pos_embed, self.pos_embed_win) if self.abs_win else (self.pos_embed,)
         ):
             nn.init.trunc_normal_(p, std=0.02)
         for m in self.modules():
@@ -366,6 +413,12 @@ class Hiera(StageBackbone):
 
     def _pos_embed(self, grid: Sequence[int]) -> torch.Tensor:
         """Raster-ordered ``(1, N, C)`` position embedding for a token grid."""
+        if self.abs_win:
+            # Background resized to the grid + one mask unit's embedding tiled over the units.
+            units = [g // m for g, m in zip(grid, self.mask_unit_size)]
+            pos = resize_grid_pos_embed(self.pos_embed, grid, antialias=True)
+            pos = pos + self.pos_embed_win.tile(1, 1, *units).to(pos.dtype)
+            return pos.flatten(2).transpose(1, 2)
         if not self.sep_pos_embed:
             return resize_pos_embed(self.pos_embed, self.tokens_spatial_shape[-2:], grid)
         t, h, w = grid
@@ -472,3 +525,16 @@ def hiera_large_16x224(**kwargs: Any) -> Hiera:
 def hiera_huge_16x224(**kwargs: Any) -> Hiera:
     """Video Hiera-Huge, 16 frames at 224."""
     return Hiera("hiera_huge_16x224", **kwargs)
+
+
+@register_model
+def hiera_small_abswin_256(**kwargs: Any) -> Hiera:
+    """timm's abs-win Hiera-Small at 256 (LayerScale, max+mean-pool transitions, 16x16
+    background position embedding)."""
+    return Hiera("hiera_small_abswin_256", **kwargs)
+
+
+@register_model
+def hiera_base_abswin_256(**kwargs: Any) -> Hiera:
+    """timm's abs-win Hiera-Base at 256 (LayerScale, 14x14 background position embedding)."""
+    return Hiera("hiera_base_abswin_256", **kwargs)

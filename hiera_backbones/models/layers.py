@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath
+from timm.layers import DropPath, LayerScale
 from torch import nn
 
 from .cpu_fusion import fused_linear, use_fusion
@@ -34,6 +34,7 @@ __all__ = [
     "Attention",
     "Block",
     "DropPath",
+    "LayerScale",
     "Mlp",
     "max_pool_tokens",
     "scaled_dot_product_attention",
@@ -202,6 +203,8 @@ class Block(nn.Module):
         window_size: int = 0,
         use_mask_unit_attn: bool = False,
         qkv_bias: bool = True,
+        layer_scale_init: float | None = None,
+        expand_proj: bool = True,
     ) -> None:
         super().__init__()
         self.dim = dim
@@ -213,29 +216,57 @@ class Block(nn.Module):
         self.norm2 = norm_layer(dim_out)
         self.mlp = Mlp(dim_out, int(dim_out * mlp_ratio), act_layer=act_layer)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        # LayerScale (timm's abs-win Hiera): ``ls1.gamma`` / ``ls2.gamma``, absent otherwise.
+        self.ls1 = self.ls2 = None
+        if layer_scale_init is not None:
+            self.ls1 = LayerScale(dim_out, layer_scale_init)
+            self.ls2 = LayerScale(dim_out, layer_scale_init)
+        self.expand_proj = expand_proj
         if dim != dim_out:
-            self.proj = nn.Linear(dim, dim_out)
+            if expand_proj:
+                self.proj = nn.Linear(dim, dim_out)
+            elif dim_out != 2 * dim:
+                raise ValueError(
+                    f"expand_proj=False doubles the width (max- and mean-pool), so dim_out must "
+                    f"be 2 * dim = {2 * dim}, got {dim_out}"
+                )
+
+    def _transition_residual(self, x: torch.Tensor, x_norm: torch.Tensor, project) -> torch.Tensor:
+        """The residual of a stage transition: ``maxpool(proj(norm1(x)))`` (official Hiera;
+        the *normalized* input), or without ``proj`` the max- and mean-pool of the raw input
+        side by side (timm's ``use_expand_proj=False``)."""
+        units = self.attn.num_units(x.shape[1])
+        if self.expand_proj:
+            return max_pool_tokens(project(x_norm), self.attn.q_stride, units)
+        stride = self.attn.q_stride
+        batch, tokens, channels = x.shape
+        members = x.view(batch, units, stride, tokens // (units * stride), channels)
+        pooled = torch.cat([members.amax(2), members.mean(2)], dim=-1)
+        return pooled.view(batch, -1, 2 * channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._fusable(x):
             return self._forward_fused(x)
         x_norm = self.norm1(x)
         if self.dim != self.dim_out:
-            # The transition residual comes from the *normalized* input (official Hiera).
-            units = self.attn.num_units(x.shape[1])
-            x = max_pool_tokens(self.proj(x_norm), self.attn.q_stride, units)
-        x = x + self.drop_path(self.attn(x_norm))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+            x = self._transition_residual(x, x_norm, self.proj if self.expand_proj else None)
+        attn = self.attn(x_norm)
+        x = x + self.drop_path(attn if self.ls1 is None else self.ls1(attn))
+        mlp = self.mlp(self.norm2(x))
+        return x + self.drop_path(mlp if self.ls2 is None else self.ls2(mlp))
 
     def _fusable(self, x: torch.Tensor) -> bool:
         """Fused path only for the stock layers (a wrapped or swapped ``Linear``, e.g. LoRA,
-        must run its own forward) and when stochastic depth is off."""
+        must run its own forward), when stochastic depth is off and without LayerScale (its
+        scale sits between the GEMM and the residual add)."""
         if self.training and isinstance(self.drop_path, DropPath):
+            return False
+        if self.ls1 is not None:
             return False
         if type(self.attn) is not Attention or type(self.mlp) is not Mlp:
             return False
         layers = [self.attn.qkv, self.attn.proj, self.mlp.fc1, self.mlp.fc2]
-        if self.dim != self.dim_out:
+        if self.dim != self.dim_out and self.expand_proj:
             layers.append(self.proj)
         return all(type(layer) is nn.Linear for layer in layers) and use_fusion(x, self)
 
@@ -243,7 +274,8 @@ class Block(nn.Module):
         """:meth:`forward` without autograd: residual adds happen inside the output GEMMs."""
         x_norm = self.norm1(x)
         if self.dim != self.dim_out:
-            units = self.attn.num_units(x.shape[1])
-            x = max_pool_tokens(fused_linear(x_norm, self.proj), self.attn.q_stride, units)
+            x = self._transition_residual(
+                x, x_norm, (lambda t: fused_linear(t, self.proj)) if self.expand_proj else None
+            )
         x = self.attn(x_norm, residual=x)
         return self.mlp(self.norm2(x), residual=x)

@@ -54,11 +54,19 @@ def resize_temporal_pos_embed(pos_embed: torch.Tensor, new_length: int) -> torch
     return seq.transpose(1, 2).to(pos_embed.dtype)
 
 
-def resize_grid_pos_embed(pos_embed: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Resizes a grid position embedding ``(1, C, h, w)`` (HVT's stage embeddings) to ``size``
-    (bicubic)."""
+def resize_grid_pos_embed(
+    pos_embed: torch.Tensor, size: Sequence[int], antialias: bool = False
+) -> torch.Tensor:
+    """Resizes a grid position embedding ``(1, C, h, w)`` (HVT's stage embeddings, the abs-win
+    background embeddings of HieraDet and abs-win Hiera) to ``size`` (bicubic).
+
+    ``antialias=True`` is timm's abs-win Hiera rule: PyTorch's antialiased bicubic uses the
+    PIL kernel (``a = -0.5``, not ``-0.75``), so it differs from the plain one even when
+    upsampling; the weights were trained with it."""
     size = tuple(size)
     if is_static_size(size) and tuple(pos_embed.shape[2:]) == size:
         return pos_embed
-    out = F.interpolate(pos_embed.float(), size=size, mode="bicubic", align_corners=False)
+    out = F.interpolate(
+        pos_embed.float(), size=size, mode="bicubic", align_corners=False, antialias=antialias
+    )
     return out.to(pos_embed.dtype)

@@ -51,7 +51,7 @@ def build_backbone(
     """
     # Importing the model modules fills the registry; done here so that importing the
     # registry alone stays cheap.
-    from . import hiera, hvt  # noqa: F401
+    from . import hiera, hieradet, hvt  # noqa: F401
 
     if name not in _MODELS:
         close = difflib.get_close_matches(name, _MODELS, n=3)
