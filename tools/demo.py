@@ -61,11 +61,12 @@ def draw_instances(image: np.ndarray, boxes, masks, labels, classes, scores=None
 
 
 def ground_truth(coco, image_id: int):
+    cat_ids = sorted(coco.getCatIds())
     anns = coco.loadAnns(coco.getAnnIds(imgIds=[image_id], iscrowd=False))
     boxes = [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
              for a in anns]
     masks = [coco.annToMask(a) for a in anns]
-    labels = [a["category_id"] - 1 for a in anns]
+    labels = [cat_ids.index(a["category_id"]) for a in anns]
     return boxes, masks, labels
 
 
@@ -93,7 +94,7 @@ def coco_ap_per_class(ann_file: str, results_file: str, iou_type: str) -> dict[s
     for k, cat_id in enumerate(evaluation.params.catIds):
         values = precision[:, :, k, 0, -1]
         values = values[values > -1]
-        name = gt.loadCats(cat_id)[0]["name"]
+        name = gt.loadCats(int(cat_id))[0]["name"]
         per_class[name] = 100 * float(values.mean()) if values.size else 0.0
     per_class["all"] = 100 * float(evaluation.stats[0])
     return per_class
@@ -103,6 +104,37 @@ def ap_table(box: dict[str, float], mask: dict[str, float]) -> str:
     lines = [f"{'':10s} {'box AP':>7s} {'mask AP':>8s}"]
     lines += [f"{name:10s} {box[name]:7.1f} {mask[name]:8.1f}" for name in box]
     return "\n".join(lines)
+
+
+def draw_results(ann_file: str, results_file: str, image_root: str, num_images: int,
+                 score_threshold: float = 0.5) -> list[tuple[Image.Image, Image.Image]]:
+    """(ground truth, predictions) pictures of the first ``num_images`` validation images, the
+    predictions read from the results file the evaluator scored (boxes, classes, scores and
+    RLE masks in COCO's format): the picture shows exactly what the AP was computed from."""
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+
+    coco = COCO(ann_file)
+    cat_ids = sorted(coco.getCatIds())
+    classes = [coco.loadCats(c)[0]["name"] for c in cat_ids]
+    detections: dict[int, list[dict]] = {}
+    for det in json.loads(Path(results_file).read_text()):
+        if det["score"] > score_threshold:
+            detections.setdefault(det["image_id"], []).append(det)
+    rows = []
+    for image_id in sorted(coco.getImgIds())[:num_images]:
+        info = coco.loadImgs(image_id)[0]
+        image = np.asarray(Image.open(os.path.join(image_root, info["file_name"])).convert("RGB"))
+        dets = sorted(detections.get(image_id, []), key=lambda d: -d["score"])
+        boxes = [[d["bbox"][0], d["bbox"][1], d["bbox"][0] + d["bbox"][2],
+                  d["bbox"][1] + d["bbox"][3]] for d in dets]
+        masks = [mask_utils.decode(d["segmentation"]) for d in dets]
+        labels = [cat_ids.index(d["category_id"]) for d in dets]
+        scores = [d["score"] for d in dets]
+        gt = ground_truth(coco, image_id)
+        rows.append((draw_instances(image, *gt, classes),
+                     draw_instances(image, boxes, masks, labels, classes, scores)))
+    return rows
 
 
 def save_panel(rows: list[tuple[Image.Image, Image.Image]], path: str, caption: str,
@@ -180,27 +212,12 @@ def run_detectron2(args: argparse.Namespace) -> dict:
                                    instantiate(cfg.dataloader.evaluator))
 
     from detectron2.data import MetadataCatalog
-    from pycocotools.coco import COCO
 
     meta = MetadataCatalog.get(val_set)
-    coco = COCO(meta.json_file)
-    model.eval()
-    rows = []
-    for image_id in coco.getImgIds()[: args.num_images]:
-        info = coco.loadImgs(image_id)[0]
-        image = np.asarray(Image.open(os.path.join(meta.image_root, info["file_name"])))
-        tensor = torch.as_tensor(image.transpose(2, 0, 1).copy()).float()
-        with torch.no_grad():
-            inst = model([{"image": tensor, "height": info["height"],
-                           "width": info["width"]}])[0]["instances"]
-        keep = inst.scores > 0.5
-        pred = draw_instances(image, inst.pred_boxes.tensor[keep], inst.pred_masks[keep],
-                              inst.pred_classes[keep], meta.thing_classes, inst.scores[keep])
-        rows.append((draw_instances(image, *ground_truth(coco, image_id), meta.thing_classes),
-                     pred))
     results_file = os.path.join(cfg.train.output_dir, "coco_instances_results.json")
-    return {"bbox_ap": results["bbox"]["AP"], "segm_ap": results["segm"]["AP"], "rows": rows,
+    return {"bbox_ap": results["bbox"]["AP"], "segm_ap": results["segm"]["AP"],
             "train_seconds": train_seconds, "ann_file": meta.json_file,
+            "image_root": meta.image_root,
             "results_files": {"bbox": results_file, "segm": results_file}}
 
 
@@ -210,10 +227,9 @@ def run_mmdet(args: argparse.Namespace) -> dict:
     from mmengine.hooks import Hook
     from mmengine.logging import MMLogger
     from mmengine.runner import Runner
-    from pycocotools.coco import COCO
     from tqdm import tqdm
 
-    from hiera_backbones.data import SHAPE_CLASSES, make_coco_shapes
+    from hiera_backbones.data import make_coco_shapes
     from hiera_backbones.openmmlab.loading import allow_mmengine_checkpoints
 
     allow_mmengine_checkpoints()
@@ -263,24 +279,9 @@ def run_mmdet(args: argparse.Namespace) -> dict:
     print("evaluating on the validation images (MMDetection CocoMetric) ...")
     metrics = runner.val_loop.run()
 
-    model = runner.model.eval()
-    coco = COCO(cfg.val_evaluator.ann_file)
-    rows = []
-    batch = next(iter(runner.val_dataloader))
-    with torch.no_grad():
-        samples = model.test_step(batch)
-    for sample in samples[: args.num_images]:
-        image = np.asarray(Image.open(sample.img_path).convert("RGB"))
-        pred = sample.pred_instances
-        keep = pred.scores > 0.5
-        masks = pred.masks[keep].cpu().numpy() if "masks" in pred else None
-        rows.append((
-            draw_instances(image, *ground_truth(coco, sample.img_id), SHAPE_CLASSES),
-            draw_instances(image, pred.bboxes[keep], masks, pred.labels[keep], SHAPE_CLASSES,
-                           pred.scores[keep]),
-        ))
     return {"bbox_ap": 100 * metrics["coco/bbox_mAP"], "segm_ap": 100 * metrics["coco/segm_mAP"],
-            "rows": rows, "train_seconds": train_seconds, "ann_file": cfg.val_evaluator.ann_file,
+            "train_seconds": train_seconds, "ann_file": cfg.val_evaluator.ann_file,
+            "image_root": os.path.join(root, cfg.val_dataloader.dataset.data_prefix.img),
             "results_files": {t: f"{results_prefix}.{t}.json" for t in ("bbox", "segm")}}
 
 
@@ -311,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     picture = os.path.join(args.output, f"predictions_{args.framework}.png")
     caption = (f"{args.framework}, {args.iters} iterations ({out['train_seconds']:.0f} s on CPU): "
                f"box AP {out['bbox_ap']:.1f}, mask AP {out['segm_ap']:.1f}")
-    save_panel(out["rows"], picture, caption)
+    rows = draw_results(out["ann_file"], out["results_files"]["segm"], out["image_root"],
+                        args.num_images)
+    save_panel(rows, picture, caption)
     summary = {
         "framework": args.framework,
         "iterations": args.iters,
