@@ -13,8 +13,7 @@
 # Differences from the official pipeline: RandAugment is torchvision's (through MMAction2's
 # TorchVisionWrapper: same operations on every frame of a clip, no magnitude noise), because
 # MMAction2's PytorchVideoWrapper needs pytorchvideo. Mean/std are the official video ones.
-_base_ = ['mmaction::_base_/default_runtime.py']
-custom_imports = dict(imports=['hiera_backbones.mmaction'], allow_failed_imports=False)
+_base_ = ['./_base_/models/hiera_base_16x224.py', 'mmaction::_base_/default_runtime.py']
 
 # Official weights by name (downloaded once into ~/.cache/hiera_backbones), or a local file:
 # the official .pth, or `hiera-convert ... --to mmaction` output.
@@ -22,31 +21,15 @@ pretrained = 'hiera_base_16x224:mae_k400'
 num_classes = 400
 
 model = dict(
-    type='Recognizer3D',
-    backbone=dict(
-        type='Hiera',
-        arch='hiera_base_16x224',
-        input_size=(16, 224, 224),
-        drop_path_rate=0.2,
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    cls_head=dict(
-        type='HieraHead',
-        in_channels=768,
-        num_classes=num_classes,
-        dropout_ratio=0.3,
-        label_smooth_eps=0.1,
-        average_clips='prob'),
+    backbone=dict(drop_path_rate=0.2, init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    cls_head=dict(num_classes=num_classes, dropout_ratio=0.3, label_smooth_eps=0.1),
     data_preprocessor=dict(
-        type='ActionDataPreprocessor',
-        mean=[114.75, 114.75, 114.75],
-        std=[57.375, 57.375, 57.375],
         blending=dict(
             type='RandomBatchAugment',
             augments=[
                 dict(type='MixupBlending', alpha=0.8, num_classes=num_classes),
                 dict(type='CutmixBlending', alpha=1.0, num_classes=num_classes),
-            ]),
-        format_shape='NCTHW'))
+            ])))
 
 data_root = 'data/kinetics400/videos_train'
 data_root_val = 'data/kinetics400/videos_val'

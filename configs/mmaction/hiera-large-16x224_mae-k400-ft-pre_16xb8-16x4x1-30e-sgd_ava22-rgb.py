@@ -14,61 +14,17 @@
 # To start from your own Kinetics run instead of the official file, point the backbone's
 # init_cfg at its checkpoint (the recognizer's backbone.* weights are used, the classifier is
 # ignored).
-_base_ = ['mmaction::_base_/default_runtime.py']
-custom_imports = dict(
-    imports=['hiera_backbones.mmaction', 'mmdet.models'], allow_failed_imports=False)
+_base_ = ['./_base_/models/hiera_large_16x224_ava.py', 'mmaction::_base_/default_runtime.py']
 
 pretrained = 'hiera_large_16x224:mae_k400_ft_k400'
 num_classes = 81  # 80 AVA action ids + index 0 (60 of them evaluated, as in the label file)
 
 model = dict(
-    type='FastRCNN',
-    _scope_='mmdet',
     backbone=dict(
-        type='mmaction.Hiera',
-        arch='hiera_large_16x224',
-        input_size=(16, 224, 224),
-        out_indices=(3, ),  # the last layer, stride 32
-        out_norm=True,  # LayerNorm on the map the RoI head reads
-        pad_input=True,
         drop_path_rate=0.4,
         grad_checkpointing=True,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    roi_head=dict(
-        type='AVARoIHead',
-        bbox_roi_extractor=dict(
-            type='SingleRoIExtractor3D',
-            roi_layer_type='RoIAlign',
-            featmap_stride=32,
-            output_size=7,
-            with_temporal_pool=True),
-        bbox_head=dict(
-            type='BBoxHeadAVA',
-            background_class=True,
-            in_channels=1152,
-            num_classes=num_classes,
-            temporal_pool_type='avg',
-            spatial_pool_type='max',
-            multilabel=True,
-            dropout_ratio=0.5)),
-    data_preprocessor=dict(
-        type='ActionDataPreprocessor',
-        _scope_='mmaction',
-        mean=[114.75, 114.75, 114.75],
-        std=[57.375, 57.375, 57.375],
-        format_shape='NCTHW'),
-    train_cfg=dict(
-        rcnn=dict(
-            assigner=dict(
-                type='MaxIoUAssignerAVA', pos_iou_thr=0.9, neg_iou_thr=0.9, min_pos_iou=0.9),
-            sampler=dict(
-                type='RandomSampler',
-                num=32,
-                pos_fraction=1,
-                neg_pos_ub=-1,
-                add_gt_as_proposals=True),
-            pos_weight=1.0)),
-    test_cfg=dict(rcnn=None))
+    roi_head=dict(bbox_head=dict(num_classes=num_classes, dropout_ratio=0.5)))
 
 dataset_type = 'AVADataset'
 data_root = 'data/ava/rawframes'

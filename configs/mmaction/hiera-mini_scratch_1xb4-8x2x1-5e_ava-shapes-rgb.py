@@ -10,9 +10,7 @@
 # features of the backbone's last (stride-32) map, temporal average + spatial max pooling, a
 # linear multi-label classifier (BBoxHeadAVA); full-frame testing with batch 1 (AVARoIHead
 # predicts one clip at a time). From scratch, so AdamW instead of the fine-tuning SGD recipe.
-_base_ = ['mmaction::_base_/default_runtime.py']
-custom_imports = dict(
-    imports=['hiera_backbones.mmaction', 'mmdet.models'], allow_failed_imports=False)
+_base_ = ['./_base_/models/hiera_large_16x224_ava.py', 'mmaction::_base_/default_runtime.py']
 
 data_root = 'data/ava_shapes/'
 anno_root = data_root + 'annotations/'
@@ -21,55 +19,20 @@ num_classes = 5  # actions 1-4 plus the unused index 0, as AVA's 81 = 80 + 1
 clip_len, frame_interval, size = 8, 2, 128
 
 model = dict(
-    type='FastRCNN',
-    _scope_='mmdet',
     backbone=dict(
-        type='mmaction.Hiera',
         arch='hiera_base_16x224',
         embed_dim=32,
         num_heads=1,
         stages=(1, 1, 2, 1),
         input_size=(clip_len, size, size),
-        out_indices=(3, ),
-        out_norm=True,
-        pad_input=True,
         init_cfg=None),  # from scratch
     roi_head=dict(
-        type='AVARoIHead',
-        bbox_roi_extractor=dict(
-            type='SingleRoIExtractor3D',
-            roi_layer_type='RoIAlign',
-            featmap_stride=32,  # Hiera's last stage
-            output_size=4,
-            with_temporal_pool=True),
+        bbox_roi_extractor=dict(output_size=4),  # on Hiera's last (stride-32) map
         bbox_head=dict(
-            type='BBoxHeadAVA',
-            background_class=True,
             in_channels=256,  # embed_dim * 8
             num_classes=num_classes,
-            temporal_pool_type='avg',
-            spatial_pool_type='max',
-            multilabel=True,
             topk=(1, ),
-            dropout_ratio=0.0)),
-    data_preprocessor=dict(
-        type='ActionDataPreprocessor',
-        _scope_='mmaction',
-        mean=[114.75, 114.75, 114.75],
-        std=[57.375, 57.375, 57.375],
-        format_shape='NCTHW'),
-    train_cfg=dict(
-        rcnn=dict(
-            assigner=dict(
-                type='MaxIoUAssignerAVA', pos_iou_thr=0.9, neg_iou_thr=0.9, min_pos_iou=0.9),
-            sampler=dict(
-                type='RandomSampler',
-                num=32,
-                pos_fraction=1,
-                neg_pos_ub=-1,
-                add_gt_as_proposals=True),
-            pos_weight=1.0)),
-    test_cfg=dict(rcnn=None))
+            dropout_ratio=0.0)))
 
 dataset = dict(
     type='AVADataset',

@@ -10,18 +10,14 @@
 # scaled to 8x2x1, RandomResizedCrop, AdamW + layer-decay constructor, multi-view testing), minus
 # what the toy task cannot take: no horizontal flip (it would swap "left" and "right"), no
 # RandAugment / mixup.
-_base_ = ['mmaction::_base_/default_runtime.py']
-custom_imports = dict(imports=['hiera_backbones.mmaction'], allow_failed_imports=False)
+_base_ = ['./_base_/models/hiera_base_16x224.py', 'mmaction::_base_/default_runtime.py']
 
 data_root = 'data/motion_shapes/'
 classes = ('right', 'left', 'down', 'up')
 clip_len, frame_interval, crop = 8, 2, 64
 
 model = dict(
-    type='Recognizer3D',
     backbone=dict(
-        type='Hiera',
-        arch='hiera_base_16x224',
         embed_dim=32,
         num_heads=1,
         stages=(1, 1, 2, 1),
@@ -29,17 +25,10 @@ model = dict(
         drop_path_rate=0.0,
         init_cfg=None),  # from scratch
     cls_head=dict(
-        type='HieraHead',
         in_channels=256,  # embed_dim * 8
         num_classes=len(classes),
         init_scale=1.0,  # from scratch: no need for the fine-tuning init
-        topk=(1, ),
-        average_clips='prob'),
-    data_preprocessor=dict(
-        type='ActionDataPreprocessor',
-        mean=[114.75, 114.75, 114.75],
-        std=[57.375, 57.375, 57.375],
-        format_shape='NCTHW'))
+        topk=(1, )))
 
 train_pipeline = [
     dict(type='DecordInit'),

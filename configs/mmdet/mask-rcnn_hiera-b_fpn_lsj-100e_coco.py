@@ -10,40 +10,19 @@
 # Batch 64 = 32 GPUs x 2 images (the base's per-GPU batch); with fewer GPUs raise
 # train_dataloader.batch_size, or pass --auto-scale-lr to scale the lr linearly instead.
 _base_ = [
-    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+    './_base_/models/mask-rcnn_hiera-b_fpn.py',
     # 1024 LSJ, RepeatDataset(times=4) x 25 epochs = 100 epochs, CocoMetric bbox + segm.
     'mmdet::common/lsj-100e_coco-instance.py',
 ]
-custom_imports = dict(imports=['hiera_backbones.mmdet'], allow_failed_imports=False)
 
 image_size = (1024, 1024)
-# ViTDet's "LN" (LayerNorm over channels) in the FPN and the RoI heads.
-norm_cfg = dict(type='LayerNorm2d', eps=1e-6)
 
 model = dict(
-    data_preprocessor=dict(
-        # Hiera needs H and W multiples of 32 (patch 4 x 8x8 mask units), and 32 also makes the
-        # FPN levels nest. Training pads every batch to the full 1024 crop, the size the
-        # position embedding is kept at; test images keep their size (padded to 32).
-        pad_size_divisor=32,
-        batch_augments=[dict(type='BatchFixedSizePad', size=image_size, pad_mask=True)]),
     backbone=dict(
-        _delete_=True,
-        type='Hiera',
-        arch='hiera_base_224',
-        input_size=image_size,  # the MAE position embedding is resized to 1024 once, at load
-        out_indices=(0, 1, 2, 3),  # strides 4, 8, 16, 32
-        out_norm=True,  # LayerNorm per output (the official intermediates are not normalized)
         drop_path_rate=0.2,
         # Official MAE IN-1K weights, downloaded once into ~/.cache/hiera_backbones and
         # converted on the fly; or a local file (official, or `hiera-convert --to mmdet`).
-        init_cfg=dict(type='Pretrained', checkpoint='hiera_base_224:mae_in1k')),
-    neck=dict(in_channels=[96, 192, 384, 768], norm_cfg=norm_cfg),
-    rpn_head=dict(num_convs=2),
-    roi_head=dict(
-        bbox_head=dict(
-            type='Shared4Conv1FCBBoxHead', conv_out_channels=256, norm_cfg=norm_cfg),
-        mask_head=dict(norm_cfg=norm_cfg)))
+        init_cfg=dict(type='Pretrained', checkpoint='hiera_base_224:mae_in1k')))
 
 # ViTDet evaluates with the longer side resized to 1024.
 backend_args = None

@@ -6,26 +6,24 @@
 #   python tools/make_coco_shapes.py data/coco_shapes --train 200 --val 50 --size 64 64
 #   python tools/mm_train.py configs/mmdet/mask-rcnn_hiera-mini_fpn_coco-shapes.py
 #
-# Same structure as the COCO configs (FPN + LayerNorm, 2-conv RPN, 4-conv heads with LayerNorm,
-# RandomResize + RandomCrop jitter, AdamW, the layer-decay constructor), scaled down.
+# Same model file as the COCO configs (FPN + LayerNorm, 2-conv RPN, 4-conv heads with LayerNorm;
+# same recipe: RandomResize + RandomCrop jitter, AdamW, the layer-decay constructor), scaled
+# down.
 _base_ = [
-    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+    './_base_/models/mask-rcnn_hiera-b_fpn.py',
     'mmdet::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['hiera_backbones.mmdet'], allow_failed_imports=False)
 
 image_size = (64, 64)
 classes = ('square', 'circle', 'triangle')
 data_root = 'data/coco_shapes/'
-norm_cfg = dict(type='LayerNorm2d', eps=1e-6)
 channels = 32
 
 model = dict(
     data_preprocessor=dict(
-        pad_size_divisor=32,
         batch_augments=[dict(type='BatchFixedSizePad', size=image_size, pad_mask=True)]),
     backbone=dict(
-        _delete_=True,
+        _delete_=True,  # a reduced Hiera-T, every argument given here
         type='Hiera',
         arch='hiera_tiny_224',
         embed_dim=32,
@@ -34,27 +32,23 @@ model = dict(
         input_size=image_size,
         out_norm=True,
         init_cfg=None),  # from scratch
-    neck=dict(in_channels=[32, 64, 128, 256], out_channels=channels, norm_cfg=norm_cfg),
+    neck=dict(in_channels=[32, 64, 128, 256], out_channels=channels),
     rpn_head=dict(
         in_channels=channels,
         feat_channels=channels,
-        num_convs=2,
         # Shapes are 10-30 px wide at 64x64: anchors of 16-256 px on P2-P6.
         anchor_generator=dict(scales=[4])),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=channels),
         bbox_head=dict(
-            type='Shared4Conv1FCBBoxHead',
             in_channels=channels,
             conv_out_channels=channels,
             fc_out_channels=128,
-            norm_cfg=norm_cfg,
             num_classes=len(classes)),
         mask_roi_extractor=dict(out_channels=channels),
         mask_head=dict(
             in_channels=channels,
             conv_out_channels=channels,
-            norm_cfg=norm_cfg,
             num_classes=len(classes))),
     train_cfg=dict(
         rpn=dict(sampler=dict(num=128)),
