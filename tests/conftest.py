@@ -1,8 +1,10 @@
-"""Shared by ``tests/unit`` and ``tests/e2e``. Helper modules beside this file (``helpers``,
+"""Shared by ``tests/unit`` and ``tests/e2e``: fixtures (seeding; MMAction2 data sets and scope)
+and the environment. Helper modules beside this file (``helpers``,
 ``tool_scripts``, ``checkpoint_files``, ``backbone_cases``, ``frameworks``) are importable from
 both folders: setup.cfg puts ``tests`` on ``sys.path`` (``pythonpath``)."""
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,3 +22,35 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_ROOT, os.environ.get("
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+# ----------------------------------------------------------------- MMAction2 (unit and e2e)
+
+
+@pytest.fixture()
+def mmaction_scope() -> Iterator[None]:
+    """Unscoped type names (data preprocessors, losses) resolve in MMAction2's registries."""
+    from mmengine.registry import DefaultScope
+
+    with DefaultScope.overwrite_default_scope("mmaction"):
+        yield
+
+
+@pytest.fixture(scope="module")
+def motion_data(tmp_path_factory) -> Path:
+    """The seeded moving-shapes recognition set (64 train / 32 val clips)."""
+    from hiera_backbones.data.video_data import make_motion_videos
+
+    root = tmp_path_factory.mktemp("video") / "motion_shapes"
+    make_motion_videos(str(root), num_train=64, num_val=32, seed=0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ava_data(tmp_path_factory) -> Path:
+    """The seeded AVA-format set (64 train / 24 val videos of 5 s)."""
+    from hiera_backbones.data.video_data import make_ava_shapes
+
+    root = tmp_path_factory.mktemp("video") / "ava_shapes"
+    make_ava_shapes(str(root), num_train_videos=64, num_val_videos=24, seconds=5, seed=0)
+    return root

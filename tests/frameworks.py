@@ -1,6 +1,7 @@
 """What a framework's unit tests (``tests/unit/test_<framework>.py``) and its training runs
 (``tests/e2e/test_<framework>_training.py``) share: where the configs are, the MMAction2 config
-lists and official video files, and running on one intra-op thread."""
+lists and official video files, and running on one intra-op thread (their data-set fixtures
+are in ``conftest.py``)."""
 
 from __future__ import annotations
 
@@ -62,8 +63,10 @@ def save_official_video_files(root: Path) -> tuple[dict[str, str], dict, dict]:
 
     mae = mae_hiera_base_16x224(pretrained=False)
     ft = hiera_base_16x224(pretrained=False)  # 400 classes
-    paths = {"mae": str(root / "mae_hiera_base_16x224.pth"),
-             "ft": str(root / "hiera_base_16x224.pth")}
+    paths = {
+        "mae": str(root / "mae_hiera_base_16x224.pth"),
+        "ft": str(root / "hiera_base_16x224.pth"),
+    }
     torch.save({"model_state": mae.state_dict()}, paths["mae"])
     torch.save({"model_state": ft.state_dict()}, paths["ft"])
     return paths, mae.state_dict(), ft.state_dict()

@@ -51,13 +51,23 @@ def draw_instances(image: np.ndarray, boxes, masks, labels, classes, scores=None
     for i, (box, label) in enumerate(zip(boxes, labels)):
         colour = COLOURS[int(label) % len(COLOURS)]
         if masks is not None:
-            mask = Image.fromarray((np.asarray(masks[i]) > 0).astype(np.uint8) * 110)
-            overlay.paste((*colour, 110), (0, 0), mask)
+            region = np.asarray(masks[i]) > 0
+            # Filled in the class colour, its outline opaque: visible on any background.
+            overlay.paste((*colour, 150), (0, 0), Image.fromarray(region.astype(np.uint8) * 255))
+            overlay.paste((*colour, 255), (0, 0),
+                          Image.fromarray(_outline(region).astype(np.uint8) * 255))
         x0, y0, x1, y1 = (float(v) for v in box)
-        draw.rectangle([x0, y0, x1, y1], outline=(*colour, 255), width=1)
+        draw.rectangle([x0, y0, x1, y1], outline=(*colour, 140), width=1)
         text = classes[int(label)] + (f" {scores[i]:.2f}" if scores is not None else "")
         draw.text((x0 + 1, max(0.0, y0 - 10)), text, fill=(255, 255, 255, 255))
     return Image.alpha_composite(canvas, overlay).convert("RGB")
+
+
+def _outline(region: np.ndarray) -> np.ndarray:
+    """Pixels of ``region`` with a 4-neighbour outside it."""
+    padded = np.pad(region, 1)
+    interior = (padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
+    return region & ~interior
 
 
 def ground_truth(coco, image_id: int):

@@ -29,6 +29,9 @@ import torch
 pytest.importorskip("mmaction")
 pytest.importorskip("decord")
 
+#: Every test resolves unscoped type names in MMAction2's registries.
+pytestmark = pytest.mark.usefixtures("mmaction_scope")
+
 from frameworks import (  # noqa: E402
     AVA_CONFIGS,
     AVA_DEMOS,
@@ -46,7 +49,6 @@ from mmengine.runner import Runner  # noqa: E402
 from tool_scripts import TOOLS, load_tool  # noqa: E402
 
 import hiera_backbones.mmaction  # noqa: E402, F401  registers the models
-from hiera_backbones.data.video_data import make_ava_shapes, make_motion_videos  # noqa: E402
 
 CONFIGS = str(MMACTION_CONFIGS)
 TOOL = str(TOOLS / "mma_train.py")
@@ -69,25 +71,6 @@ def _one_thread():
         yield
 
 
-@pytest.fixture(autouse=True)
-def _mmaction_scope():
-    """Unscoped type names (data preprocessors, losses) resolve in MMAction2's registries."""
-    with DefaultScope.overwrite_default_scope("mmaction"):
-        yield
-
-
-@pytest.fixture(scope="module")
-def motion_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("video") / "motion_shapes"
-    make_motion_videos(str(root), num_train=64, num_val=32, seed=0)
-    return root
-
-
-@pytest.fixture(scope="module")
-def ava_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("video") / "ava_shapes"
-    make_ava_shapes(str(root), num_train_videos=64, num_val_videos=24, seconds=5, seed=0)
-    return root
 
 
 @pytest.fixture(scope="module")
