@@ -4,6 +4,7 @@ and the environment. Helper modules beside this file (``helpers``,
 both folders: setup.cfg puts ``tests`` on ``sys.path`` (``pythonpath``)."""
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,23 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_ROOT, os.environ.get("
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_visualizers():
+    """mmengine keeps visualizers by name for the whole process (``ManagerMixin``), and
+    MMDetection's default runtime names its ``'visualizer'``: a Runner built in one test would
+    get the visualizer of an earlier test, which writes into that test's temporary folder, gone
+    once the test passed (``tmp_path_retention_policy``). Each test starts without any (runners
+    built earlier keep theirs)."""
+    visualization = sys.modules.get("mmengine.visualization")
+    if visualization is not None:
+        pending = [visualization.Visualizer]
+        while pending:
+            cls = pending.pop()
+            cls._instance_dict.clear()
+            pending.extend(cls.__subclasses__())
     yield
 
 
