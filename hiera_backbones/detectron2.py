@@ -1,14 +1,15 @@
-"""detectron2 integration: Hiera and HVT as detectron2 backbones, checkpoint loading, layer-wise lr
-decay, yacs registration and the synthetic shapes data set.
+"""detectron2 integration: Hiera, HieraDet (SAM 2 / SAM 2.1 trunks) and HVT as detectron2
+backbones, checkpoint loading, layer-wise lr decay, yacs registration and the synthetic shapes
+data set.
 
 Importing this module imports detectron2; nothing else in the package does.
 
 * :class:`D2Hiera` / :class:`D2HieraDet` / :class:`D2HVT` *are* our backbones (multiple
   inheritance: the model class first, then detectron2's ``Backbone``), so their parameters keep
   our (= official) names and sit directly under the detector's ``backbone.bottom_up.`` in a
-  ``FPN``: files written by
-  ``hiera-convert --to detectron2`` load with no missing backbone keys. Outputs are named by
-  stride, ``res{log2(stride)}`` (``res2`` ... ``res5`` for Hiera).
+  ``FPN``: files written by ``hiera-convert --to detectron2`` load with no missing backbone
+  keys. Outputs are named by stride, ``res{log2(stride)}`` (``res2`` ... ``res5`` for Hiera and
+  HieraDet).
 * :class:`HieraCheckpointer`: a ``DetectionCheckpointer`` that also loads official / MAE / timm /
   Hugging Face Hiera files and HVT releases by converting them on the fly (and says so), resizes
   position embeddings of converted files to the detector's size, resolves
