@@ -173,7 +173,7 @@ def test_resume_continues_from_the_last_checkpoint(trained, tool, shapes_dataset
     assert steps == {E2E_ITERS + 5}
 
 
-HIERADET_ITERS = 200
+HIERADET_ITERS = 120
 
 
 @pytest.fixture(scope="module")
@@ -193,10 +193,13 @@ def test_hieradet_detector_learns_on_synthetic_shapes(trained_hieradet):
     print(f"HieraDet demo: untrained bbox AP {untrained['bbox']['AP']:.2f}, after "
           f"{HIERADET_ITERS} iterations ({seconds:.0f} s) bbox AP {results['bbox']['AP']:.2f}, "
           f"segm AP {results['segm']['AP']:.2f}")
-    # MEASURED_PLACEHOLDER
+    # Measured (seed 0, one thread, shared 2-core CPU): untrained bbox AP 0.002, segm AP 0.0;
+    # after 120 iterations (~100 s of training) bbox AP 19.0, segm AP 29.7 (200 iterations:
+    # 35.7 / 45.7). 8 is thousands of times what the untrained detector scores and less than
+    # half of what 120 iterations reach, so a broken trunk fails and a healthy one does not flake.
     assert untrained["bbox"]["AP"] < 1.0
-    assert results["bbox"]["AP"] > 15.0
-    assert results["segm"]["AP"] > 15.0
+    assert results["bbox"]["AP"] > 8.0
+    assert results["segm"]["AP"] > 8.0
 
 
 # ----------------------------------------------------------------------------- multi-process
