@@ -262,7 +262,10 @@ def test_hieradet_end_to_end_training_on_shapes(trained_hieradet):
     print(f"HieraDet mini: untrained {untrained}\ntrained in "
           f"{trained_hieradet['seconds']:.0f} s: {metrics}")
     assert trained_hieradet["iters"] == 300
-    # MEASURED_PLACEHOLDER
+    # Measured (seed 0, one thread): untrained bbox/segm AP 0.001/0.000; after 300 iterations
+    # 0.454/0.454 (217 s of training on a 2-core CPU shared with two other test runs; the Hiera
+    # mini config takes ~75 s alone). 0.10 is 100x the untrained score and under a quarter of
+    # the trained one, so neither a broken pipeline passes nor a healthy one flakes.
     assert untrained["coco/bbox_mAP"] < 0.01
     assert metrics["coco/bbox_mAP"] > 0.10
     assert metrics["coco/segm_mAP"] > 0.10
