@@ -1,26 +1,30 @@
-"""detectron2 integration: Hiera and HVT as detectron2 backbones, checkpoint loading, layer-wise lr
-decay, yacs registration and the synthetic shapes data set.
+"""detectron2 integration: Hiera, HieraDet (SAM 2 / SAM 2.1 trunks) and HVT as detectron2
+backbones, checkpoint loading, layer-wise lr decay, yacs registration and the synthetic shapes
+data set.
 
 Importing this module imports detectron2; nothing else in the package does.
 
-* :class:`D2Hiera` / :class:`D2HVT` *are* our backbones (multiple inheritance: the model class
-  first, then detectron2's ``Backbone``), so their parameters keep our (= official) names and sit
-  directly under the detector's ``backbone.bottom_up.`` in a ``FPN``: files written by
-  ``hiera-convert --to detectron2`` load with no missing backbone keys. Outputs are named by
-  stride, ``res{log2(stride)}`` (``res2`` ... ``res5`` for Hiera).
+* :class:`D2Hiera` / :class:`D2HieraDet` / :class:`D2HVT` *are* our backbones (multiple
+  inheritance: the model class first, then detectron2's ``Backbone``), so their parameters keep
+  our (= official) names and sit directly under the detector's ``backbone.bottom_up.`` in a
+  ``FPN``: files written by ``hiera-convert --to detectron2`` load with no missing backbone
+  keys. Outputs are named by stride, ``res{log2(stride)}`` (``res2`` ... ``res5`` for Hiera and
+  HieraDet).
 * :class:`HieraCheckpointer`: a ``DetectionCheckpointer`` that also loads official / MAE / timm /
   Hugging Face Hiera files and HVT releases by converting them on the fly (and says so), resizes
   position embeddings of converted files to the detector's size, resolves
   ``"<model>:<tag>"`` names (e.g. ``hiera_base_224:mae_in1k``) and reads every ``.pth`` with
-  ``torch.load(weights_only=True)``.
+  ``torch.load(weights_only=True)``. SAM 2 / SAM 2.1 release files (and timm ``sam2_hiera_*``)
+  load into a :class:`D2HieraDet` the same way (``sam2.1_hiera_base_plus:sa1b``).
 * ``hiera_backbones://<source>`` paths (an iopath handler registered on import): detectron2's
   own ``DetectionCheckpointer`` (``tools/lazyconfig_train_net.py``, ``tools/train_net.py``)
   loads any file ``hiera-convert`` reads, converted on the fly for the detector's backbone,
   e.g. ``train.init_checkpoint = "hiera_backbones://hiera_base_224:mae_in1k"`` or
   ``MODEL.WEIGHTS hiera_backbones:///path/to/mae_hiera_base_224.pth``.
 * :func:`get_hiera_lr_decay_rate`: ``lr_factor_func`` for ``get_default_optimizer_params``.
-* yacs: ``MODEL.BACKBONE.NAME`` = ``D2Hiera`` / ``D2HVT`` / ``build_hiera_fpn_backbone`` /
-  ``build_hvt_fpn_backbone`` after :func:`add_hiera_config`.
+* yacs: ``MODEL.BACKBONE.NAME`` = ``D2Hiera`` / ``D2HieraDet`` / ``D2HVT`` /
+  ``build_hiera_fpn_backbone`` / ``build_hieradet_fpn_backbone`` / ``build_hvt_fpn_backbone``
+  after :func:`add_hiera_config`.
 """
 
 from __future__ import annotations
@@ -58,17 +62,20 @@ from .checkpoints import (
     resolve_source,
 )
 from .checkpoints.hiera_formats import detect_hiera_format
+from .checkpoints.hieradet_formats import detect_hieradet_format
 from .checkpoints.hvt_formats import detect_hvt_format
 from .data import SHAPE_CLASSES, ensure_coco_shapes
-from .models import HVT, Hiera
+from .models import HVT, Hiera, HieraDet
 
 __all__ = [
     "D2HVT",
     "D2Hiera",
+    "D2HieraDet",
     "HieraBackbonesPathHandler",
     "HieraCheckpointer",
     "add_hiera_config",
     "build_hiera_fpn_backbone",
+    "build_hieradet_fpn_backbone",
     "build_hvt_fpn_backbone",
     "get_hiera_lr_decay_rate",
     "register_coco_shapes",
@@ -107,7 +114,7 @@ def _frozen_stages(arch: Any, freeze_at: int) -> int:
     return int(freeze_at) - 1
 
 
-#: Every D2Hiera / D2HVT alive in this process (weakly held): the models a
+#: Every D2Hiera / D2HieraDet / D2HVT alive in this process (weakly held): the models a
 #: ``hiera_backbones://`` path is converted for.
 _BUILT_BACKBONES: weakref.WeakSet = weakref.WeakSet()
 _BUILD_COUNTER = itertools.count()
@@ -224,6 +231,68 @@ class D2Hiera(_D2BackboneMixin, Hiera, Backbone):
         )
 
 
+class D2HieraDet(_D2BackboneMixin, HieraDet, Backbone):
+    """A SAM 2 / SAM 2.1 :class:`~hiera_backbones.models.HieraDet` trunk that is a detectron2
+    ``Backbone``: ``res2`` ... ``res5`` at strides 4 ... 32 (Hiera-B+: 112 / 224 / 448 / 896
+    channels). Parameters keep SAM 2's trunk names (MLP as ``mlp.fc1`` / ``fc2``), so SAM 2 release
+    files load through :class:`HieraCheckpointer` or ``hiera_backbones://sam2.1_hiera_<size>:sa1b``
+    with no missing keys.
+
+    Args:
+        arch: a SAM 2 trunk (``"sam2_hiera_tiny"``, ``"sam2_hiera_small"``,
+            ``"sam2_hiera_base_plus"``, ``"sam2_hiera_large"``) or a dict of overrides.
+        out_features: stages to return, ``res2`` (4) ... ``res5`` (32).
+        input_size: the nominal ``(H, W)``; no parameter depends on it (the abs-win position
+            embedding is interpolated for every input), it must follow the size rule (multiples
+            of 32) and names the converted file of a ``hiera_backbones://`` path.
+        square_pad, out_norm, freeze_at: as :class:`D2Hiera`.
+        **overrides: any :class:`~hiera_backbones.models.HieraDet` argument (``drop_path_rate``,
+            ``window_spec``, ``global_att_blocks``, ``stages``, ``embed_dim``, ...).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        arch: str = "sam2_hiera_base_plus",
+        *,
+        out_features: Sequence[str] | None = ("res2", "res3", "res4", "res5"),
+        input_size: Sequence[int] = (1024, 1024),
+        square_pad: int = 0,
+        out_norm: bool = True,
+        freeze_at: int = 0,
+        **overrides: Any,
+    ) -> None:
+        if isinstance(arch, str) and arch not in HieraDet.arch_zoo:
+            raise ValueError(
+                f"D2HieraDet: arch={arch!r}; use one of {', '.join(HieraDet.arch_zoo)}"
+            )
+        info = HieraDet.stage_info(arch, **overrides)
+        cfg = dict(
+            overrides,
+            input_size=tuple(input_size),
+            out_indices=_out_indices(arch, [i["reduction"] for i in info], out_features),
+            out_norm=out_norm,
+            frozen_stages=_frozen_stages(arch, freeze_at),
+        )
+        super().__init__(arch, **cfg)
+        self._setup_d2(square_pad)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, input_shape: ShapeSpec | None = None) -> dict[str, Any]:
+        c = cfg.MODEL.HIERADET
+        return dict(
+            arch=c.ARCH,
+            out_features=list(c.OUT_FEATURES),
+            input_size=tuple(c.INPUT_SIZE),
+            square_pad=c.SQUARE_PAD,
+            out_norm=c.OUT_NORM,
+            drop_path_rate=c.DROP_PATH_RATE,
+            grad_checkpointing=c.GRAD_CHECKPOINTING,
+            freeze_at=c.FREEZE_AT,
+            in_chans=input_shape.channels if input_shape and input_shape.channels else 3,
+        )
+
+
 class D2HVT(_D2BackboneMixin, HVT, Backbone):
     """An image :class:`~hiera_backbones.models.HVT` in dense mode (``pooling="2d"``) that is a
     detectron2 ``Backbone``. With ``patch_size=4`` stage ``k`` has stride ``4 * 2**k``: HVT-S-4
@@ -285,8 +354,8 @@ class D2HVT(_D2BackboneMixin, HVT, Backbone):
 
 # ---------------------------------------------------------------------------- yacs configs
 def add_hiera_config(cfg: CfgNode) -> CfgNode:
-    """Adds ``MODEL.HIERA`` and ``MODEL.HVT`` (defaults: the COCO recipe's Hiera-B / HVT-S-4
-    dense) to a yacs config; returns it."""
+    """Adds ``MODEL.HIERA``, ``MODEL.HIERADET`` and ``MODEL.HVT`` (defaults: the COCO recipes'
+    Hiera-B, SAM 2.1 Hiera-B+ trunk and HVT-S-4 dense) to a yacs config; returns it."""
     cfg.MODEL.HIERA = CfgNode()
     cfg.MODEL.HIERA.ARCH = "hiera_base_224"
     cfg.MODEL.HIERA.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
@@ -296,6 +365,15 @@ def add_hiera_config(cfg: CfgNode) -> CfgNode:
     cfg.MODEL.HIERA.DROP_PATH_RATE = 0.2
     cfg.MODEL.HIERA.GRAD_CHECKPOINTING = False
     cfg.MODEL.HIERA.FREEZE_AT = 0
+    cfg.MODEL.HIERADET = CfgNode()
+    cfg.MODEL.HIERADET.ARCH = "sam2_hiera_base_plus"
+    cfg.MODEL.HIERADET.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    cfg.MODEL.HIERADET.INPUT_SIZE = [1024, 1024]
+    cfg.MODEL.HIERADET.SQUARE_PAD = 0
+    cfg.MODEL.HIERADET.OUT_NORM = True
+    cfg.MODEL.HIERADET.DROP_PATH_RATE = 0.2
+    cfg.MODEL.HIERADET.GRAD_CHECKPOINTING = False
+    cfg.MODEL.HIERADET.FREEZE_AT = 0
     cfg.MODEL.HVT = CfgNode()
     cfg.MODEL.HVT.ARCH = "hvt_s_4"
     cfg.MODEL.HVT.PATCH_SIZE = 4
@@ -310,6 +388,7 @@ def add_hiera_config(cfg: CfgNode) -> CfgNode:
 
 
 BACKBONE_REGISTRY.register(D2Hiera)
+BACKBONE_REGISTRY.register(D2HieraDet)
 BACKBONE_REGISTRY.register(D2HVT)
 
 
@@ -338,6 +417,14 @@ def build_hiera_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> FPN:
     ``MODEL.HIERA.SQUARE_PAD``)."""
     bottom_up = D2Hiera(cfg, input_shape)
     return _fpn(cfg, bottom_up, cfg.MODEL.HIERA.SQUARE_PAD)
+
+
+@BACKBONE_REGISTRY.register()
+def build_hieradet_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> FPN:
+    """yacs: ``FPN`` over :class:`D2HieraDet` (``MODEL.HIERADET.*``, ``MODEL.FPN.*``; the FPN
+    gets ``MODEL.HIERADET.SQUARE_PAD``)."""
+    bottom_up = D2HieraDet(cfg, input_shape)
+    return _fpn(cfg, bottom_up, cfg.MODEL.HIERADET.SQUARE_PAD)
 
 
 @BACKBONE_REGISTRY.register()
@@ -373,8 +460,10 @@ class HieraBackbonesPathHandler(PathHandler):
     ``<source>`` is anything ``hiera-convert`` reads: ``"<model>:<tag>"`` (official file,
     downloaded once into the cache; offline, one error naming the file to fetch), or a local path
     (``hiera_backbones:///abs/path.pth``, ``hiera_backbones://relative/path.pth``) to an official,
-    MAE, timm, Hugging Face, transformers or HVT file. ``get_local_path`` converts it for the
-    detector being loaded: of the :class:`D2Hiera` / :class:`D2HVT` alive in this process with
+    MAE, timm, Hugging Face, transformers, HVT or SAM 2 / SAM 2.1 file (e.g.
+    ``hiera_backbones://sam2.1_hiera_base_plus:sa1b`` for a :class:`D2HieraDet`).
+    ``get_local_path`` converts it for the detector being loaded: of the :class:`D2Hiera` /
+    :class:`D2HieraDet` / :class:`D2HVT` alive in this process with
     the architecture the file holds, the one built last (position embeddings resized to its
     ``input_size``; HVT made 2D with its patch size), and writes
     ``{"model": {"backbone.bottom_up.<key>": ...}}`` into ``<cache>/detectron2/`` (atomically),
@@ -422,16 +511,16 @@ class HieraBackbonesPathHandler(PathHandler):
         return self._exists(path, **kwargs)
 
 
-def _backbone_for(source: str, path: str) -> Hiera | HVT:
-    """The D2Hiera / D2HVT that ``source``'s weights are for: of those alive in this process
-    with the file's architecture, the one built last (detectron2's tools build the model, then
-    load the checkpoint)."""
+def _backbone_for(source: str, path: str) -> Hiera | HieraDet | HVT:
+    """The D2Hiera / D2HieraDet / D2HVT that ``source``'s weights are for: of those alive in
+    this process with the file's architecture, the one built last (detectron2's tools build the
+    model, then load the checkpoint)."""
     gc.collect()  # models dropped but still in reference cycles must not count
     built = sorted(_BUILT_BACKBONES, key=lambda b: b._build_order)
     if not built:
         raise CheckpointError(
-            f"{path}: no D2Hiera / D2HVT has been built in this process; build the model first "
-            "(as detectron2's tools do), then load the checkpoint"
+            f"{path}: no D2Hiera / D2HieraDet / D2HVT has been built in this process; build the "
+            "model first (as detectron2's tools do), then load the checkpoint"
         )
     arch = read_backbone_weights(source).arch
     matches = [b for b in built if b.is_arch(arch)]
@@ -445,7 +534,8 @@ PathManager.register_handler(HieraBackbonesPathHandler(), allow_override=True)
 
 
 class HieraCheckpointer(DetectionCheckpointer):
-    """``DetectionCheckpointer`` for detectors with a :class:`D2Hiera` / :class:`D2HVT`.
+    """``DetectionCheckpointer`` for detectors with a :class:`D2Hiera` / :class:`D2HieraDet` /
+    :class:`D2HVT`.
 
     On top of detectron2's behaviour:
 
@@ -479,9 +569,9 @@ class HieraCheckpointer(DetectionCheckpointer):
         # checkpoint it came from.
         return load_torch_file(f, mmap=False)
 
-    def _backbone(self) -> tuple[str, Hiera | HVT] | None:
+    def _backbone(self) -> tuple[str, Hiera | HieraDet | HVT] | None:
         for name, module in self.model.named_modules():
-            if isinstance(module, (D2Hiera, D2HVT)):
+            if isinstance(module, (D2Hiera, D2HieraDet, D2HVT)):
                 return name + "." if name else "", module
         return None
 
@@ -496,12 +586,18 @@ class HieraCheckpointer(DetectionCheckpointer):
         if not own and isinstance(state, dict) and set(state) & set(self.model.state_dict()):
             return loaded  # a detector checkpoint (e.g. --resume): detectron2's usual path
         original = loaded["model"] if set(loaded) <= {"model", "matching_heuristics"} else loaded
-        fmt = None if own else (detect_hiera_format(original) or detect_hvt_format(original))
+        fmt = None if own else (
+            detect_hieradet_format(original)
+            or detect_hiera_format(original)
+            or detect_hvt_format(original)
+        )
         if not own and fmt is None:
             return loaded  # unknown: let detectron2 report what does not match
         return {"model": self._convert(filename, backbone, prefix, fmt)}
 
-    def _convert(self, filename: str, backbone: Hiera | HVT, prefix: str, fmt: str | None):
+    def _convert(
+        self, filename: str, backbone: Hiera | HieraDet | HVT, prefix: str, fmt: str | None
+    ):
         weights = backbone_weights_for(backbone, filename, target="detectron2")
         if fmt is not None:
             size = "x".join(str(s) for s in backbone.input_size)

@@ -1,5 +1,6 @@
-"""MMDetection 3.x adapter: Hiera and HVT backbones, a channels-first LayerNorm for necks and
-heads, and a layer-wise lr decay optimizer-wrapper constructor.
+"""MMDetection 3.x adapter: Hiera, HieraDet (SAM 2 / SAM 2.1 trunks) and HVT backbones, a
+channels-first LayerNorm for necks and heads, and a layer-wise lr decay optimizer-wrapper
+constructor.
 
 Add to any MMDetection config::
 
@@ -12,13 +13,15 @@ Add to any MMDetection config::
 
 Registered in ``mmdet.registry``:
 
-* ``MODELS``: ``Hiera``, ``HVT`` (backbones), ``LayerNorm2d`` (norm for ``norm_cfg``).
+* ``MODELS``: ``Hiera`` (incl. timm's abs-win ``hiera_*_abswin_256``), ``HieraDet``, ``HVT``
+  (backbones), ``LayerNorm2d`` (norm for ``norm_cfg``).
 * ``OPTIM_WRAPPER_CONSTRUCTORS``: ``LayerDecayOptimWrapperConstructor``.
 
 The backbones *are* our pure-PyTorch models (subclasses that are also mmengine ``BaseModule``),
 so their parameters sit directly under ``backbone.``: files from ``hiera-convert --to mmdet``
 load with ``load_from`` or ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')``
-with no missing keys, and ``init_cfg`` also takes official files (converted on the fly; see
+with no missing keys, and ``init_cfg`` also takes official files, e.g. SAM 2.1 releases for
+``HieraDet`` (``checkpoint='sam2.1_hiera_base_plus:sa1b'``), converted on the fly (see
 :func:`hiera_backbones.checkpoints.load_pretrained`). Importing this module also lets mmengine
 resume its own checkpoints on torch >= 2.6 (:func:`~hiera_backbones.openmmlab.loading.
 allow_mmengine_checkpoints`).
@@ -37,11 +40,12 @@ from torch import nn
 
 from .models import HVT as _HVT
 from .models import Hiera as _Hiera
+from .models import HieraDet as _HieraDet
 from .openmmlab.args import check_hiera_task, checked_input_size
 from .openmmlab.loading import PretrainedInitMixin, allow_mmengine_checkpoints
 from .openmmlab.optim import LayerDecayOptimWrapperConstructor
 
-__all__ = ["HVT", "Hiera", "LayerDecayOptimWrapperConstructor", "LayerNorm2d"]
+__all__ = ["HVT", "Hiera", "HieraDet", "LayerDecayOptimWrapperConstructor", "LayerNorm2d"]
 
 if "LayerDecayOptimWrapperConstructor" not in OPTIM_WRAPPER_CONSTRUCTORS.module_dict:
     OPTIM_WRAPPER_CONSTRUCTORS.register_module(
@@ -56,8 +60,9 @@ class Hiera(PretrainedInitMixin, _Hiera, BaseModule):
 
     Args:
         arch: an image model of :data:`~hiera_backbones.models.HIERA_CONFIGS`
-            (``hiera_{tiny,small,base,base_plus,large,huge}_224``) or a dict of architecture
-            overrides (``dict(base='hiera_tiny_224', embed_dim=32)``).
+            (``hiera_{tiny,small,base,base_plus,large,huge}_224``), timm's abs-win
+            ``hiera_{small,base}_abswin_256`` or a dict of architecture overrides
+            (``dict(base='hiera_tiny_224', embed_dim=32)``).
         input_size: ``(H, W)`` the position embedding is kept at (pretrained weights are
             resized to it once); other inputs with H, W multiples of 32 still run (resized on
             the fly). Use the training crop size, e.g. 1024 for LSJ.
@@ -84,6 +89,49 @@ class Hiera(PretrainedInitMixin, _Hiera, BaseModule):
         **kwargs,
     ) -> None:
         check_hiera_task(arch, kwargs, 2, "detection")
+        super().__init__(
+            arch,
+            **kwargs,
+            input_size=checked_input_size(input_size, 2, arch, "detection"),
+            out_indices=tuple(out_indices),
+            out_norm=out_norm,
+            drop_path_rate=drop_path_rate,
+            grad_checkpointing=grad_checkpointing,
+            frozen_stages=frozen_stages,
+        )
+        self.init_cfg = copy.deepcopy(init_cfg)
+
+
+@MODELS.register_module(name="HieraDet")
+class HieraDet(PretrainedInitMixin, _HieraDet, BaseModule):
+    """SAM 2 / SAM 2.1 HieraDet trunk for MMDetection: NCHW maps at strides 4/8/16/32
+    (Hiera-B+: 112/224/448/896 channels).
+
+    Args:
+        arch: ``sam2_hiera_{tiny,small,base_plus,large}`` or a dict of architecture overrides
+            (``dict(base='sam2_hiera_tiny', embed_dim=32, stages=(1, 1, 2, 1))``).
+        input_size: the nominal ``(H, W)`` (multiples of 32); no parameter depends on it (the
+            abs-win position embedding is interpolated for every input).
+        out_indices, out_norm, drop_path_rate, grad_checkpointing, frozen_stages: as
+            :class:`Hiera`.
+        init_cfg: e.g. ``dict(type='Pretrained', checkpoint='sam2.1_hiera_base_plus:sa1b')``, a
+            SAM 2 / 2.1 release file, a timm ``sam2_hiera_*`` file or a converted file.
+        **kwargs: any other :class:`hiera_backbones.models.HieraDet` argument (``window_spec``,
+            ``global_att_blocks``, ...).
+    """
+
+    def __init__(
+        self,
+        arch: str | dict = "sam2_hiera_base_plus",
+        input_size: Sequence[int] = (1024, 1024),
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        out_norm: bool = True,
+        drop_path_rate: float = 0.0,
+        grad_checkpointing: bool = False,
+        frozen_stages: int = -1,
+        init_cfg: dict | list[dict] | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(
             arch,
             **kwargs,

@@ -90,6 +90,49 @@ def save_deit(path: Path, state: dict) -> Path:
     return path
 
 
+# ----------------------------------------------------------------------------- SAM 2 / HieraDet
+def sam2_release_rest() -> dict[str, torch.Tensor]:
+    """Stand-ins for the parts of a SAM 2 model other than the image-encoder trunk."""
+    return {
+        "image_encoder.neck.convs.0.conv.weight": torch.randn(256, 768, 1, 1),
+        "image_encoder.neck.position_encoding.dummy": torch.zeros(1),
+        "sam_mask_decoder.transformer.layers.0.self_attn.q_proj.weight": torch.randn(256, 256),
+        "sam_prompt_encoder.point_embeddings.0.weight": torch.randn(1, 256),
+        "memory_attention.layers.0.cross_attn_image.k_proj.weight": torch.randn(256, 64),
+        "memory_encoder.out_proj.weight": torch.randn(64, 256, 1, 1),
+        "maskmem_tpos_enc": torch.randn(7, 1, 1, 64),
+        "no_mem_embed": torch.randn(1, 1, 256),
+        "obj_ptr_proj.layers.0.weight": torch.randn(256, 256),
+        "no_obj_embed_spatial": torch.randn(1, 64),
+    }
+
+
+def save_sam2_release(path: Path, trunk: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A SAM 2 / SAM 2.1 release file (``{"model": ...}``) whose ``image_encoder.trunk`` holds
+    ``trunk`` (timm's / our HieraDet names, renamed to SAM 2's: ``mlp.fc1/fc2`` ->
+    ``mlp.layers.0/1``; a timm ``head.*`` is left out), plus stand-ins for the rest of SAM 2.
+    Returns the stand-ins (what a converter must drop)."""
+    model = {}
+    for k, v in trunk.items():
+        if k.startswith("head."):
+            continue
+        k = k.replace(".mlp.fc1.", ".mlp.layers.0.").replace(".mlp.fc2.", ".mlp.layers.1.")
+        model["image_encoder.trunk." + k] = v
+    rest = sam2_release_rest()
+    torch.save({"model": {**model, **rest}}, path)
+    return rest
+
+
+def save_random_sam2_release(path: Path, arch: str = "sam2_hiera_tiny",
+                             seed: int = 0) -> dict[str, torch.Tensor]:
+    """A SAM 2.1 release-layout file of ``arch`` with random trunk weights (our HieraDet's
+    initialization, no timm); returns the trunk state under our names."""
+    torch.manual_seed(seed)
+    trunk = build_backbone(arch).state_dict()
+    save_sam2_release(path, trunk)
+    return trunk
+
+
 # ----------------------------------------------------------------------------- framework loaders
 def load_with_detectron2(path: str, backbone: torch.nn.Module):
     """Loads ``path`` with detectron2's ``DetectionCheckpointer`` into a detector holding

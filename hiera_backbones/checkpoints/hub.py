@@ -1,7 +1,8 @@
 """Official checkpoint URLs and the one downloader.
 
 A checkpoint source is a local path, ``"<model>:<tag>"`` naming an official release (e.g.
-``hiera_base_224:mae_in1k``, ``hvt_s_4:in1k``, ``sam2.1_hiera_large:sa1b``; see
+``hiera_base_224:mae_in1k``, ``hvt_s_4:in1k``, ``sam2.1_hiera_large:sa1b``,
+``hiera_small_abswin_256:sbb2_e200_in12k``; see
 :data:`OFFICIAL_CHECKPOINTS`) or an http(s) URL. :func:`resolve_source` turns any of them into
 a local file, downloading once into the cache folder (``$HIERA_BACKBONES_CACHE``, default
 ``~/.cache/hiera_backbones``) through a temporary ``.part`` file renamed into place. Offline, it
@@ -21,6 +22,7 @@ __all__ = [
     "HVT_CHECKPOINT_URLS",
     "OFFICIAL_CHECKPOINTS",
     "cache_dir",
+    "cache_file_name",
     "is_official_tag",
     "resolve_source",
 ]
@@ -28,6 +30,7 @@ __all__ = [
 _HIERA_URL = "https://dl.fbaipublicfiles.com/hiera/"
 _HVT_URL = "https://github.com/zhuang-group/HVT/releases/download"
 _SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/"
+_HF_URL = "https://huggingface.co/"
 #: Released HVT ImageNet-1k checkpoints (``torch.load(...)['model']``), by variant.
 HVT_CHECKPOINT_URLS: dict[str, str] = {
     "hvt_ti_1": f"{_HVT_URL}/v1.0/hvt_ti_1.pth",
@@ -63,6 +66,14 @@ for _size in ("tiny", "small", "base_plus", "large"):
         f"{_SAM2_URL}092824/sam2.1_hiera_{_size}.pt"
     )
 
+# timm's abs-win Hiera-S (Bolya et al., ICLR 2024; timm "searching for better baselines" recipe,
+# supervised ImageNet-12k, 200 epochs): the only abs-win Hiera with released weights
+# (hiera_base_abswin_256 has none). The Hugging Face file of timm's model card.
+for _tag in ("sbb2_e200_in12k", "sbb2_e200_in12k_ft_in1k"):
+    OFFICIAL_CHECKPOINTS[f"hiera_small_abswin_256:{_tag}"] = (
+        f"{_HF_URL}timm/hiera_small_abswin_256.{_tag}/resolve/main/model.safetensors"
+    )
+
 
 def cache_dir() -> str:
     """Where downloads go: ``$HIERA_BACKBONES_CACHE`` or ``~/.cache/hiera_backbones``."""
@@ -77,6 +88,18 @@ def is_official_tag(spec: str) -> bool:
 
 def _is_url(spec: str) -> bool:
     return spec.startswith(("http://", "https://"))
+
+
+def cache_file_name(url: str) -> str:
+    """The name a download of ``url`` gets in the cache: the URL's file name, except for Hugging
+    Face ``<org>/<repo>/resolve/<rev>/<file>`` URLs, whose files are all called alike
+    (``model.safetensors``): ``<repo>.<extension>`` there."""
+    path = url.split("?")[0]
+    name = os.path.basename(path) or "checkpoint.pth"
+    if path.startswith(_HF_URL) and "/resolve/" in path:
+        repo = path[len(_HF_URL):].split("/resolve/")[0].split("/")[-1]
+        name = repo + os.path.splitext(name)[1]
+    return name
 
 
 def resolve_source(spec: str, cache: str | None = None) -> str:
@@ -95,7 +118,7 @@ def resolve_source(spec: str, cache: str | None = None) -> str:
             + ", ".join(sorted(OFFICIAL_CHECKPOINTS))
         )
     folder = cache or cache_dir()
-    dst = os.path.join(folder, os.path.basename(url.split("?")[0]) or "checkpoint.pth")
+    dst = os.path.join(folder, cache_file_name(url))
     if os.path.exists(dst):
         return dst
     os.makedirs(folder, exist_ok=True)

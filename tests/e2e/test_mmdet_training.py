@@ -1,7 +1,7 @@
 """MMDetection 3.x training runs: every shipped config through mmengine's Runner and CocoMetric
-(one iteration at a reduced size), end-to-end training of the demo config on the synthetic shapes
-set, resuming on torch >= 2.6 with ``weights_only`` kept on, ``tools/mm_test.py`` on the trained
-checkpoint, and a 2-process ``torchrun`` (gloo) run.
+(one iteration at a reduced size), end-to-end training of the demo configs (Hiera, HieraDet) on
+the synthetic shapes set, resuming on torch >= 2.6 with ``weights_only`` kept on,
+``tools/mm_test.py`` on the trained checkpoint, and a 2-process ``torchrun`` (gloo) run.
 
 Everything runs on CPU with one thread per process: on a shared 2-core machine OpenMP threads
 spinning against other processes make a step 10x slower and its time erratic.
@@ -36,6 +36,7 @@ from hiera_backbones.data import SHAPE_CLASSES, make_coco_shapes  # noqa: E402
 
 CONFIG_DIR = str(MMDET_CONFIGS)
 DEMO = os.path.join(CONFIG_DIR, "mask-rcnn_hiera-mini_fpn_coco-shapes.py")
+HIERADET_DEMO = os.path.join(CONFIG_DIR, "mask-rcnn_hieradet-mini_fpn_coco-shapes.py")
 COCO_CONFIGS = sorted(glob.glob(os.path.join(CONFIG_DIR, "*_coco.py")))
 SIZE = 64
 
@@ -68,8 +69,8 @@ def _data_options(root: str, val_images: int | None = None) -> dict:
     return opts
 
 
-def _demo_cfg(root: str, work_dir: str, **options) -> Config:
-    cfg = Config.fromfile(DEMO)
+def _demo_cfg(root: str, work_dir: str, config: str = DEMO, **options) -> Config:
+    cfg = Config.fromfile(config)
     cfg.merge_from_dict({**_data_options(root), **options})
     cfg.work_dir = work_dir
     cfg.log_level = "WARNING"
@@ -91,8 +92,10 @@ def _shrink_coco_config(cfg: Config, root: str) -> None:
     backbone = cfg.model.backbone
     backbone.init_cfg = None  # no downloads
     backbone.input_size = (SIZE, SIZE)
-    if backbone.type == "Hiera":
+    if backbone.type in ("Hiera", "HieraDet"):
         backbone.stages = (1, 1, 1, 1)  # the arch's widths, one block per stage
+    if backbone.type == "HieraDet":
+        backbone.global_att_blocks = (2, 3)  # the released ones are beyond 4 blocks
     cfg.model.data_preprocessor.batch_augments[0].size = (SIZE, SIZE)
     cfg.model.roi_head.bbox_head.num_classes = len(SHAPE_CLASSES)
     cfg.model.roi_head.mask_head.num_classes = len(SHAPE_CLASSES)
@@ -128,14 +131,14 @@ def _shrink_coco_config(cfg: Config, root: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "config", [*COCO_CONFIGS, DEMO], ids=lambda p: os.path.basename(p)[:-3]
+    "config", [*COCO_CONFIGS, DEMO, HIERADET_DEMO], ids=lambda p: os.path.basename(p)[:-3]
 )
 def test_config_trains_and_evaluates(config, shapes, tmp_path):
     cfg = Config.fromfile(config)
     assert cfg.custom_imports.imports == ["hiera_backbones.mmdet"]
     assert cfg.model.data_preprocessor.pad_size_divisor == 32
     assert cfg.optim_wrapper.constructor == "LayerDecayOptimWrapperConstructor"
-    if config == DEMO:
+    if config in (DEMO, HIERADET_DEMO):
         cfg.merge_from_dict({**_data_options(shapes, val_images=4),
                              "train_cfg.max_iters": 1, "train_cfg.val_interval": 1,
                              "default_hooks.checkpoint": None, "log_level": "WARNING"})
@@ -236,6 +239,36 @@ def test_mm_test_tool_evaluates_checkpoint(trained, shapes, tmp_path, capsys):
     assert "coco/bbox_mAP" in capsys.readouterr().out
     assert os.path.getsize(out) > 0
     assert mm_test.main([DEMO, str(tmp_path / "nope.pth")]) == 2
+
+
+@pytest.fixture(scope="module")
+def trained_hieradet(shapes, tmp_path_factory):
+    """The HieraDet mini config trained for its 300 iterations (seeded), and untrained."""
+    work = str(tmp_path_factory.mktemp("e2e_hieradet"))
+    baseline = Runner.from_cfg(_demo_cfg(shapes, work + "/untrained", HIERADET_DEMO))
+    baseline.model.init_weights()
+    untrained = baseline.val()
+    options = {"default_hooks.checkpoint.interval": 10**6}  # no checkpoint needed
+    runner = Runner.from_cfg(_demo_cfg(shapes, work, HIERADET_DEMO, **options))
+    start = time.perf_counter()
+    runner.train()
+    seconds = time.perf_counter() - start
+    return dict(untrained=untrained, trained=_val_metrics(runner), seconds=seconds,
+                iters=runner.iter)
+
+
+def test_hieradet_end_to_end_training_on_shapes(trained_hieradet):
+    untrained, metrics = trained_hieradet["untrained"], trained_hieradet["trained"]
+    print(f"HieraDet mini: untrained {untrained}\ntrained in "
+          f"{trained_hieradet['seconds']:.0f} s: {metrics}")
+    assert trained_hieradet["iters"] == 300
+    # Measured (seed 0, one thread): untrained bbox/segm AP 0.001/0.000; after 300 iterations
+    # 0.454/0.454 (217 s of training on a 2-core CPU shared with two other test runs; the Hiera
+    # mini config takes ~75 s alone). 0.10 is 100x the untrained score and under a quarter of
+    # the trained one, so neither a broken pipeline passes nor a healthy one flakes.
+    assert untrained["coco/bbox_mAP"] < 0.01
+    assert metrics["coco/bbox_mAP"] > 0.10
+    assert metrics["coco/segm_mAP"] > 0.10
 
 
 # ---------------------------------------------------------------------- torchrun, 2 processes

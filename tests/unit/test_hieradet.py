@@ -12,7 +12,7 @@ import urllib.error
 import pytest
 import timm
 import torch
-from checkpoint_files import load_with_detectron2, load_with_mmengine
+from checkpoint_files import load_with_detectron2, load_with_mmengine, save_sam2_release
 from helpers import sharpen_
 
 from hiera_backbones import build_backbone, list_models
@@ -118,35 +118,10 @@ def test_abswin_base_matches_timm(tmp_path_factory):
 
 
 # ----------------------------------------------------------------------------- SAM 2 release files
-def _sam2_release(reference: torch.nn.Module, path) -> dict:
-    """A SAM 2.1 release file (``{"model": ...}``) whose trunk holds ``reference``'s weights
-    under SAM 2's names, plus stand-ins for the rest of SAM 2."""
-    trunk = {}
-    for k, v in reference.state_dict().items():
-        if k.startswith("head."):
-            continue
-        k = k.replace(".mlp.fc1.", ".mlp.layers.0.").replace(".mlp.fc2.", ".mlp.layers.1.")
-        trunk["image_encoder.trunk." + k] = v
-    rest = {
-        "image_encoder.neck.convs.0.conv.weight": torch.randn(256, 768, 1, 1),
-        "image_encoder.neck.position_encoding.dummy": torch.zeros(1),
-        "sam_mask_decoder.transformer.layers.0.self_attn.q_proj.weight": torch.randn(256, 256),
-        "sam_prompt_encoder.point_embeddings.0.weight": torch.randn(1, 256),
-        "memory_attention.layers.0.cross_attn_image.k_proj.weight": torch.randn(256, 64),
-        "memory_encoder.out_proj.weight": torch.randn(64, 256, 1, 1),
-        "maskmem_tpos_enc": torch.randn(7, 1, 1, 64),
-        "no_mem_embed": torch.randn(1, 1, 256),
-        "obj_ptr_proj.layers.0.weight": torch.randn(256, 256),
-        "no_obj_embed_spatial": torch.randn(1, 64),
-    }
-    torch.save({"model": {**trunk, **rest}}, path)
-    return rest
-
-
 @pytest.fixture(scope="module")
 def release_file(tmp_path_factory, sam2_tiny):
     path = tmp_path_factory.mktemp("release") / "sam2.1_hiera_tiny.pt"
-    return path, _sam2_release(sam2_tiny[0], path)
+    return path, save_sam2_release(path, sam2_tiny[0].state_dict())
 
 
 @pytest.mark.parametrize("target", ["backbone", "detectron2", "mmdet"])
