@@ -13,7 +13,8 @@ STAMP="$VENV/.hiera_backbones_stamp"
 
 hash_inputs() {
   cat "$ROOT/requirements/install.sh" "$ROOT/requirements/install_detectron2.sh" "$C" \
-    "$ROOT/setup.cfg" | sha256sum | cut -d' ' -f1
+    "$ROOT/setup.cfg" "$ROOT/requirements/install_references.sh" \
+    "$ROOT/requirements/references.txt" | sha256sum | cut -d' ' -f1
 }
 WANT="$(hash_inputs)"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]]; then
@@ -59,5 +60,10 @@ from torchvision.ops import nms  # noqa: F401
 print("torch", torch.__version__, "| mmcv", mmcv.__version__, "| mmdet", mmdet.__version__,
       "| timm", timm.__version__)
 PY
+log "reference implementations for parity tests (sam2, transformers) into $VENV/references"
+# Outside the pinned stack (they clash with it; see requirements/references.txt): a --target
+# folder that only the tests comparing with them put on sys.path.
+bash "$ROOT/requirements/install_references.sh" "$VENV/references" "$PY"
+
 echo "$WANT" > "$STAMP"
 log "environment ready: $VENV"

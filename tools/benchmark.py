@@ -4,9 +4,10 @@
 For every (model, input) pair: parameters, counted multiply-adds, forward and forward+backward
 throughput and peak memory. Hiera is also run through the official implementation
 (``hiera-transformer``, built at the input size, ``return_intermediates=True``) and timm
-(``forward_intermediates``, images only), interleaved round by round so that load on the machine
-hits every implementation alike; a ratio is the median over rounds of the two implementations'
-times in the same round. Writes a Markdown table and a PNG plot.
+(``forward_intermediates``, images only; the only other implementation of SAM 2's HieraDet
+trunks ``sam2_hiera_*`` and of abs-win Hiera ``hiera_*_abswin_256``), interleaved round by round
+so that load on the machine hits every implementation alike; a ratio is the median over rounds
+of the two implementations' times in the same round. Writes a Markdown table and a PNG plot.
 
 Forward timing runs under ``torch.inference_mode`` (our CPU forward then takes its fused oneDNN
 path, see ``hiera_backbones.models.cpu_fusion``; ``HIERA_BACKBONES_CPU_FUSION=0`` times the
@@ -17,6 +18,7 @@ compilation itself is warm-up and not timed), reported as its speed-up over our 
     python tools/benchmark.py                                   # the README's CPU set
     python tools/benchmark.py --models hiera_base_224 --inputs image224 --batch 8 --rounds 10
     python tools/benchmark.py --device cuda --dtype bf16 --inputs image224   # GPU, paper table
+    python tools/benchmark.py --models sam2 --inputs det1024 --rounds 3   # SAM 2 trunks vs timm
 
 Inputs: image224 (224x224), det1024 (1024x1024, the detection input), video16x224 (16x224x224).
 Peak memory is CUDA's allocator peak on GPU; on CPU it is the growth of the process's peak RSS
@@ -62,6 +64,7 @@ MODEL_GROUPS = {
     "hiera-image": lambda n: n.startswith("hiera") and not _is_video(n),
     "hiera-video": lambda n: n.startswith("hiera") and _is_video(n),
     "hvt": lambda n: "hvt" in n,
+    "sam2": lambda n: n.startswith("sam2_hiera"),
 }
 
 
@@ -115,17 +118,28 @@ def build(impl: str, name: str, size: tuple[int, ...]) -> tuple[torch.nn.Module,
     if impl == "timm":
         import timm
 
-        model = timm.create_model(name, img_size=size, num_classes=0)
+        if _timm_only(name):  # timm's HieraDet takes any size; abs-win is built for `size`
+            from hiera_backbones.parity import timm_reference
+
+            model = timm_reference(name, size)
+        else:
+            model = timm.create_model(name, img_size=size, num_classes=0)
         return model, lambda x: model.forward_intermediates(x, intermediates_only=True)
     raise ValueError(impl)
 
 
+def _timm_only(name: str) -> bool:
+    """Architectures whose only other implementation here is timm's (SAM 2's trunk, whose own
+    code is outside the pinned stack, and abs-win Hiera)."""
+    return name.startswith("sam2_hiera") or "abswin" in name
+
+
 def implementations(name: str, size: tuple[int, ...], wanted: list[str]) -> list[str]:
     impls = ["ours", "compiled"]
-    if name.startswith("hiera"):
+    if name.startswith("hiera") and not _timm_only(name):
         impls.append("official")
-        if len(size) == 2:
-            impls.append("timm")
+    if (name.startswith("hiera") or _timm_only(name)) and len(size) == 2:
+        impls.append("timm")
     return [i for i in impls if i in wanted]
 
 

@@ -17,6 +17,8 @@ examples:
   hiera-convert hiera_base_224:mae_in1k hiera_b_mae_mmdet.pth --to mmdet --input-size 1024 1024
   hiera-convert hiera_base_16x224.pth hiera_b16_k400.pth --to mmaction --keep-head --verify
   hiera-convert facebook-hiera-hub-folder/ hiera_b.safetensors --to backbone
+  hiera-convert mae_hiera_base_224.pth hiera_b_mae_abswin.pth --to mmdet --abs-win --verify
+  hiera-convert sam2.1-hiera-tiny-hf-folder/ sam2.1_t_d2.pth --to detectron2
   hiera-convert hvt_s_2.pth hvt_s_2_d2.pth --to detectron2 --input-size 1024 1024 --patch-size 4
   hiera-convert deit_small_patch16_224.pth hvt_s_4_vit.pth --to backbone --arch hvt_s_4 \\
       --num-heads 6
@@ -58,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     hvt.add_argument("--arch", help="target HVT variant for a plain ViT source, e.g. hvt_s_2")
     hvt.add_argument("--num-heads", type=int,
                      help="the ViT's head count (required for ViT sources: not in the shapes)")
+    parser.add_argument("--abs-win", action="store_true",
+                        help="plain image Hiera (e.g. MAE) -> abs-win position embedding: window "
+                        "part = mean over mask units, background = the rest (exact at the "
+                        "pretraining size; build the model with arch=dict(base=<name>, "
+                        "abs_win=True, global_pos_size=<token grid>))")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="load legacy pickles with weights_only=False (trusted files only)")
     return parser
@@ -78,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 keep_head=args.keep_head, force=args.force, allow_pickle=args.allow_pickle,
                 input_size=args.input_size, prefix=args.prefix, verify=args.verify,
                 hvt_mode=args.hvt_mode, patch_size=args.patch_size, arch=args.arch,
-                num_heads=args.num_heads,
+                num_heads=args.num_heads, abs_win=args.abs_win,
             )
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)

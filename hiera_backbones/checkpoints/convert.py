@@ -40,6 +40,7 @@ from .hiera_formats import (
     detect_hiera_format,
     infer_hiera_arch,
     split_hiera_state,
+    to_abs_win,
     to_official_hiera,
 )
 from .hieradet_formats import (
@@ -174,6 +175,7 @@ def read_backbone_weights(
     arch: str | None = None,
     num_heads: int | None = None,
     target: str | None = None,
+    abs_win: bool = False,
 ) -> BackboneWeights:
     """Reads any supported checkpoint and returns backbone tensors under our (= official) names.
 
@@ -189,6 +191,10 @@ def read_backbone_weights(
         patch_size: HVT 2D/video patch size (the kernel is resampled).
         arch, num_heads: target HVT variant and head count, required for plain ViT sources.
         target: the framework the weights are for; picks the default ``hvt_mode``.
+        abs_win: return abs-win Hiera weights: a plain image Hiera (official, MAE, hub, timm,
+            HF) becomes the plain geometry with the abs-win position embedding
+            (:func:`~.hiera_formats.to_abs_win`; arch ``"<name>_custom"`` = ``dict(base=name,
+            abs_win=True, global_pos_size=<its token grid>)``); abs-win weights stay as they are.
     """
     raw = read_checkpoint(resolve_source(src), allow_pickle=allow_pickle)
     own = own_metadata(raw)
@@ -201,6 +207,8 @@ def read_backbone_weights(
         raise CheckpointError("--hvt-mode, --patch-size and --num-heads apply to HVT only")
     if family == "hieradet":
         return _read_hieradet(raw, fmt, own, input_size, arch)
+    if abs_win and family != "hiera":
+        raise CheckpointError("--abs-win applies to Hiera image weights only")
     try:
         state = to_official_hiera(raw.content, fmt)
     except (KeyError, AttributeError, TypeError) as err:
@@ -211,12 +219,17 @@ def read_backbone_weights(
     if not backbone:
         raise CheckpointError(f"{raw.path} holds no Hiera backbone tensors")
     own_kwargs = _saved_kwargs(own)
-    inferred = infer_hiera_arch(backbone, head, own_kwargs.get("input_size"))
-    build_kwargs = own_kwargs or inferred.build_kwargs()
-    name = own["arch"] if own else inferred.name
+    if own and own_kwargs:  # our file: architecture and build arguments as saved
+        name, build_kwargs = own["arch"], own_kwargs
+    else:
+        inferred = infer_hiera_arch(backbone, head, own_kwargs.get("input_size"))
+        build_kwargs = own_kwargs or inferred.build_kwargs()
+        name = own["arch"] if own else inferred.name
     if arch and arch != name:
         raise CheckpointError(f"{raw.path} holds {name} weights, not {arch}")
     _check_shapes(name, build_kwargs, backbone, raw.path)
+    if abs_win and "pos_embed_win" not in backbone:
+        name, build_kwargs, backbone = _plain_to_abs_win(name, build_kwargs, backbone, raw.path)
     if input_size is not None:
         backbone = _resize_pos(backbone, build_kwargs["input_size"], tuple(input_size), name)
         build_kwargs["input_size"] = tuple(int(s) for s in input_size)
@@ -343,11 +356,47 @@ def _token_grid(build_kwargs: Mapping) -> tuple[int, int]:
     return size[0] // patch, size[1] // patch
 
 
+def _plain_to_abs_win(name: str, build_kwargs: dict, backbone: dict, path: str):
+    """A plain image Hiera -> the same geometry with the abs-win position embedding, the
+    background on the token grid the embedding was learned on (no LayerScale, no other change:
+    timm's ``hiera_*_abswin_256`` differ in more than the embedding)."""
+    from ..models.hiera import Hiera
+
+    model = _build_model(name, build_kwargs)
+    if model.spatial_dims != 2 or model.sep_pos_embed or model.abs_win:
+        raise CheckpointError(f"{path}: --abs-win needs plain image Hiera weights, not {name}")
+    grid = tuple(model.tokens_spatial_shape)
+    backbone = to_abs_win(backbone, grid, model.mask_unit_size)
+    overrides = dict(abs_win=True, global_pos_size=grid)
+    new_name, _ = Hiera.resolve_arch(dict(base=_base_arch(name), **_arch_overrides(build_kwargs),
+                                          **overrides))
+    kwargs = {**build_kwargs, **overrides}
+    _check_shapes(new_name, kwargs, backbone, path)
+    return new_name, kwargs, backbone
+
+
+def _arch_overrides(build_kwargs: Mapping) -> dict:
+    """The architecture overrides among saved build arguments."""
+    from ..models.hiera import Hiera
+
+    return {k: v for k, v in build_kwargs.items() if k in Hiera.arch_keys and k != "input_size"}
+
+
+def _base_arch(arch: str) -> str:
+    """A buildable name: ``"<zoo name>_custom"`` (a zoo entry with architecture overrides,
+    which the saved build arguments carry) is built from its zoo entry."""
+    from ..models.registry import list_models
+
+    if arch not in list_models() and arch.endswith("_custom"):
+        return arch[: -len("_custom")]
+    return arch
+
+
 def _build_model(arch: str, build_kwargs: Mapping, **extra) -> nn.Module:
     from ..models import build_backbone
 
     with torch.device("meta"):
-        return build_backbone(arch, **{**build_kwargs, **extra})
+        return build_backbone(_base_arch(arch), **{**build_kwargs, **extra})
 
 
 def _check_shapes(arch: str, build_kwargs: Mapping, backbone: Mapping, path: str) -> None:
@@ -426,6 +475,7 @@ def convert_checkpoint(
     patch_size: int | None = None,
     arch: str | None = None,
     num_heads: int | None = None,
+    abs_win: bool = False,
 ) -> dict[str, Any]:
     """Reads ``src`` (a file, hub folder or ``"<model>:<tag>"``), writes ``dst`` for target
     ``to``; with ``verify``, also compares stage features with the source model. Returns the
@@ -441,7 +491,7 @@ def convert_checkpoint(
         raise CheckpointError(f"{dst} exists; pass --force (force=True) to overwrite it")
     weights = read_backbone_weights(
         src, from_format, allow_pickle, input_size, hvt_mode=hvt_mode, patch_size=patch_size,
-        arch=arch, num_heads=num_heads, target=to,
+        arch=arch, num_heads=num_heads, target=to, abs_win=abs_win,
     )
     meta = export_weights(weights, dst, to, keep_head, force, prefix)
     if verify:
@@ -464,6 +514,8 @@ def verify_against_official(
     with the same architecture, so they cannot be verified this way."""
     if weights.arch.startswith(("hvt", "scale_hvt")):
         return _verify_hvt(weights, dst, batch)
+    if weights.build_kwargs.get("abs_win") and "pos_embed_win" not in weights.source_state:
+        return _verify_abs_win_from_plain(weights, dst, batch)
     if is_hieradet_arch(weights.arch) or "pos_embed_win" in weights.backbone:
         return _verify_timm(weights, dst, batch)
     from ..models import build_backbone
@@ -487,7 +539,7 @@ def verify_against_official(
     if any(not k.startswith(("norm.", "head.")) for k in missing):
         raise CheckpointError(f"verify: the source lacks official backbone keys {missing[:5]}")
     state, meta = read_own_state(dst)
-    ours = build_backbone(meta["arch"], **weights.build_kwargs).eval()
+    ours = build_backbone(_base_arch(meta["arch"]), **weights.build_kwargs).eval()
     missing, unexpected = ours.load_state_dict(
         {k: v for k, v in state.items() if not k.startswith(("norm.", "head."))}, strict=False
     )
@@ -516,7 +568,7 @@ def _verify_timm(weights: BackboneWeights, dst: str, batch: int) -> list[MapErro
     from ..models import build_backbone
 
     state, meta = read_own_state(dst)
-    ours = build_backbone(meta["arch"], **weights.build_kwargs).eval()
+    ours = build_backbone(_base_arch(meta["arch"]), **weights.build_kwargs).eval()
     size = tuple(ours.input_size)
     if meta["arch"] not in ours.arch_zoo:
         raise CheckpointError(f"--verify: {meta['arch']} has no timm counterpart")
@@ -535,6 +587,39 @@ def _verify_timm(weights: BackboneWeights, dst: str, batch: int) -> list[MapErro
     with torch.no_grad():
         got = ours(x)
     return _checked(got, timm_stage_maps(reference, x))
+
+
+def _verify_abs_win_from_plain(weights: BackboneWeights, dst: str, batch: int) -> list[MapError]:
+    """MAE / official weights made abs-win (``--abs-win``): at the size the source embedding
+    was learned on, our abs-win backbone holding the written tensors must be the official
+    plain model holding the source tensors (no abs-win tensor depends on the input size, so
+    the written file is checked at that size whatever size it was converted for)."""
+    from ..models import build_backbone
+
+    state, meta = read_own_state(dst)
+    grid = tuple(weights.build_kwargs["global_pos_size"])
+    base = _base_arch(meta["arch"])
+    stride = _build_model(base, weights.build_kwargs).patch_stride
+    size = tuple(g * p for g, p in zip(grid, stride))
+    ours = build_backbone(base, **{**weights.build_kwargs, "input_size": size}).eval()
+    ours.load_state_dict({k: v for k, v in state.items() if not k.startswith(("norm.", "head."))})
+    try:
+        official = official_hiera(base, input_size=size, num_classes=1)
+    except ImportError:
+        raise CheckpointError(
+            "--verify needs the official package: pip install hiera-transformer==0.1.4"
+        ) from None
+    source = {
+        k: v for k, v in weights.source_state.items()
+        if k in official.state_dict() and not k.startswith(("norm.", "head."))
+    }
+    missing, _ = official.load_state_dict(source, strict=False)
+    if any(not k.startswith(("norm.", "head.")) for k in missing):
+        raise CheckpointError(f"verify: the source lacks official backbone keys {missing[:5]}")
+    x = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got = ours(x)
+    return _checked(got, official_stage_maps(official, x))
 
 
 def _verify_hvt(weights: BackboneWeights, dst: str, batch: int) -> list[MapError]:

@@ -12,6 +12,10 @@ Formats (``source_format`` values):
 * ``hiera-hf``: Hugging Face transformers ``HieraModel`` / ``HieraForImageClassification`` /
   ``HieraForPreTraining`` (``embeddings.*``, ``encoder.stages.S.layers.L.*``).
 * ``hiera-backbones``: files written by this package (any target), re-read.
+
+:func:`to_abs_win` turns a plain (official / MAE) image Hiera's learned position embedding into
+the abs-win pair (background grid + one mask unit's window embedding), so MAE weights start an
+abs-win Hiera (facebookresearch/hiera#45; ``hiera-convert --abs-win``).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ __all__ = [
     "to_official_hiera",
     "split_hiera_state",
     "strip_wrapper_prefix",
+    "to_abs_win",
 ]
 
 HIERA_FORMATS = ("hiera-official", "hiera-hub", "hiera-timm", "hiera-hf")
@@ -144,6 +149,44 @@ def to_official_hiera(content: Mapping, source_format: str) -> dict[str, torch.T
     if source_format in ("hiera-hub", "hiera-backbones"):
         return dict(state)
     raise CheckpointError(f"unknown Hiera format {source_format!r}; choose from {HIERA_FORMATS}")
+
+
+def to_abs_win(
+    backbone: Mapping[str, torch.Tensor], grid: tuple[int, int], window: tuple[int, int]
+) -> dict[str, torch.Tensor]:
+    """A plain image Hiera's ``pos_embed`` ``(1, H*W, C)`` on the token ``grid`` ``(H, W)`` ->
+    abs-win ``pos_embed`` ``(1, C, H, W)`` (background) + ``pos_embed_win`` ``(1, C, wh, ww)``
+    (``window`` = the mask unit in tokens, 8x8 for every official Hiera).
+
+    The window part is the mean of the learned embedding over all mask-unit windows; the
+    background is the rest, ``pos_embed - tile(window part)``, on the original grid. So at the
+    grid it was learned on, background + tiled window is the original embedding (computed in
+    float64, each part rounded once to the source dtype: equal up to one rounding), and the
+    abs-win model is the plain model. At another size only the background is interpolated and
+    the window part is tiled (the abs-win rule), which is *not* the plain model's bicubic
+    resize of the whole embedding, by design. Other tensors are returned unchanged."""
+    pos = backbone.get("pos_embed")
+    (gh, gw), (wh, ww) = tuple(grid), tuple(window)
+    if pos is None or pos.dim() != 3 or "pos_embed_win" in backbone:
+        raise CheckpointError(
+            "--abs-win needs a plain image Hiera position embedding (1, N, C); this one is "
+            f"{None if pos is None else tuple(pos.shape)}"
+            + (" and already abs-win" if "pos_embed_win" in backbone else "")
+        )
+    channels = pos.shape[-1]
+    if pos.shape[1] != gh * gw or gh % wh or gw % ww:
+        raise CheckpointError(
+            f"pos_embed has {pos.shape[1]} tokens; expected a {gh}x{gw} grid of whole "
+            f"{wh}x{ww} mask units"
+        )
+    full = pos.double().reshape(1, gh, gw, channels).permute(0, 3, 1, 2)
+    units = full.reshape(1, channels, gh // wh, wh, gw // ww, ww)
+    win = units.mean(dim=(2, 4))
+    background = full - win.tile(1, 1, gh // wh, gw // ww)
+    out = dict(backbone)
+    out["pos_embed"] = background.to(pos.dtype).contiguous()
+    out["pos_embed_win"] = win.to(pos.dtype).contiguous()
+    return out
 
 
 def split_hiera_state(state: Mapping[str, torch.Tensor]):

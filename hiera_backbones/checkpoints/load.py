@@ -57,8 +57,11 @@ def backbone_weights_for(
             hvt_mode="video" if model.video else model.pooling,
             patch_size=model.patch_size if model.pooling == "2d" else None,
         )
+    # An abs-win Hiera takes plain (e.g. MAE) weights converted by the abs-win rule.
+    abs_win = bool(getattr(model, "abs_win", False))
     weights = read_backbone_weights(
-        src, from_format, allow_pickle, getattr(model, "input_size", None), target=target, **hvt
+        src, from_format, allow_pickle, getattr(model, "input_size", None), target=target,
+        abs_win=abs_win, **hvt,
     )
     arch = getattr(model, "arch", None)
     is_arch = getattr(model, "is_arch", None)

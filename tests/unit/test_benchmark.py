@@ -58,7 +58,10 @@ def test_model_groups_and_unknown_names(tmp_path, capsys):
     assert benchmark.expand_models(["hiera-video", "hiera_base_16x224", "hvt_s_4"]) == [
         "hiera_base_16x224", "hiera_base_plus_16x224", "hiera_huge_16x224",
         "hiera_large_16x224", "hvt_s_4"]
-    assert len(benchmark.expand_models(["all"])) == 17  # 6 image + 4 video Hiera, 7 HVT
+    # 6 image + 4 video Hiera, 2 abs-win Hiera, 4 SAM 2 trunks, 7 HVT
+    assert len(benchmark.expand_models(["all"])) == 23
+    assert benchmark.expand_models(["sam2"]) == [
+        "sam2_hiera_base_plus", "sam2_hiera_large", "sam2_hiera_small", "sam2_hiera_tiny"]
     with pytest.raises(SystemExit):
         benchmark.main(["--models", "hiera_bse_224", "--out", str(tmp_path / "b.md")])
     assert "unknown model 'hiera_bse_224'" in capsys.readouterr().err
@@ -81,3 +84,24 @@ def test_low_precision_run_and_missing_gpu(tmp_path, capsys):
         with pytest.raises(SystemExit):
             benchmark.main(["--device", "cuda", "--out", str(tmp_path / "c.md")])
         assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_sam2_trunk_rows_next_to_timm(tmp_path, monkeypatch):
+    """SAM 2's trunk: ours, compiled and timm (no official Hiera); the same model counted."""
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m: real_compile(m, backend="aot_eager"))
+    assert benchmark.implementations("sam2_hiera_tiny", (1024, 1024), ["ours", "compiled",
+                                     "official", "timm"]) == ["ours", "compiled", "timm"]
+    assert "official" not in benchmark.implementations("hiera_small_abswin_256", (256, 256),
+                                                       ["official", "timm"])
+    raw = tmp_path / "b.json"
+    code = benchmark.main([
+        "--models", "sam2_hiera_tiny", "--inputs", "image224", "--batch", "1", "--rounds", "1",
+        "--out", str(tmp_path / "b.md"), "--plot", str(tmp_path / "b.png"), "--json", str(raw),
+    ])
+    assert code == 0
+    rows = {r["impl"]: r for r in json.loads(raw.read_text())}
+    assert set(rows) == {"ours", "compiled", "timm"}
+    assert rows["ours"]["gmacs"] == pytest.approx(rows["timm"]["gmacs"], rel=1e-6)
+    assert rows["ours"]["params_m"] == pytest.approx(26.85, abs=0.01)
+    assert rows["ours"]["fwd_vs_timm"] > 0 and rows["ours"]["fwd_bwd_vs_timm"] > 0
