@@ -12,6 +12,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TARGET="${1:-${HIERA_BACKBONES_REFERENCES:-$ROOT/.venv/references}}"
+TARGET="$(realpath -m "$TARGET")"  # the import check below compares absolute paths
 PY="${2:-$ROOT/.venv/bin/python}"
 REQ="$ROOT/requirements/references.txt"
 STAMP="$TARGET/.hiera_backbones_references_stamp"

@@ -300,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--framework", choices=("detectron2", "mmdet"), default="detectron2")
     parser.add_argument("--weights", help="backbone weights to start from (any supported format)")
-    parser.add_argument("--iters", type=int, default=300, help="training iterations")
+    parser.add_argument("--iters", type=int, default=800,
+                        help="training iterations (800: every class learned, see the config)")
     parser.add_argument("--output", default="demo_output", help="where results go")
     parser.add_argument("--data", help="data folder (default: OUTPUT/datasets)")
     parser.add_argument("--num-images", type=int, default=4, help="images in the picture")

@@ -52,10 +52,13 @@ model.roi_heads.mask_head.input_shape = ShapeSpec(channels=channels, height=14, 
 model.roi_heads.mask_head.conv_dims = [32] * 5
 
 train.init_checkpoint = ""  # from scratch
-train.max_iter = 300
+# 800 iterations (16 epochs of 200 images): at 300 the boxes are right but the classifier still
+# confuses squares with circles and triangles (box AP 46.9: square 38, circle 62, triangle 41);
+# at 800 box AP 91.6 / mask AP 94.6 and every class >= 87 (tools/demo.py, seed 0).
+train.max_iter = 800
 train.amp.enabled = False
 train.ddp.fp16_compression = False
-train.checkpointer.period = 100
+train.checkpointer.period = 200
 train.eval_period = 0  # evaluate once, at the end
 train.log_period = 20
 train.seed = 0
