@@ -25,13 +25,7 @@ def _seed():
     yield
 
 
-@pytest.fixture(autouse=True)
-def _no_leftover_visualizers():
-    """mmengine keeps visualizers by name for the whole process (``ManagerMixin``), and
-    MMDetection's default runtime names its ``'visualizer'``: a Runner built in one test would
-    get the visualizer of an earlier test, which writes into that test's temporary folder, gone
-    once the test passed (``tmp_path_retention_policy``). Each test starts without any (runners
-    built earlier keep theirs)."""
+def _forget_visualizers() -> None:
     visualization = sys.modules.get("mmengine.visualization")
     if visualization is not None:
         pending = [visualization.Visualizer]
@@ -39,7 +33,19 @@ def _no_leftover_visualizers():
             cls = pending.pop()
             cls._instance_dict.clear()
             pending.extend(cls.__subclasses__())
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_visualizers():
+    """mmengine keeps visualizers by name for the whole process (``ManagerMixin``), and
+    MMDetection's default runtime names its ``'visualizer'``: a Runner built in one test would
+    get the visualizer of an earlier test, which writes into that test's temporary folder, gone
+    once the test passed (``tmp_path_retention_policy``). None survives a test (its teardown)
+    or precedes one (module-scoped fixtures set up before it ran after the last teardown);
+    runners built earlier keep theirs."""
+    _forget_visualizers()
     yield
+    _forget_visualizers()
 
 
 # ----------------------------------------------------------------- MMAction2 (unit and e2e)
