@@ -140,6 +140,43 @@ class _D2BackboneMixin:
             )
         self._square_pad = square_pad
 
+    @classmethod
+    def _model_kwargs(
+        cls,
+        arch: Any,
+        overrides: dict[str, Any],
+        *,
+        input_size: Sequence[int],
+        out_features: Sequence[str] | None,
+        out_norm: bool,
+        freeze_at: int,
+    ) -> dict[str, Any]:
+        """detectron2's arguments as the model's: ``out_features`` (by stride name) as
+        ``out_indices``, ``freeze_at`` as ``frozen_stages``."""
+        info = cls.stage_info(arch, **overrides)
+        return dict(
+            overrides,
+            input_size=tuple(input_size),
+            out_indices=_out_indices(arch, [i["reduction"] for i in info], out_features),
+            out_norm=out_norm,
+            frozen_stages=_frozen_stages(arch, freeze_at),
+        )
+
+    @staticmethod
+    def _yacs_kwargs(c: CfgNode, input_shape: ShapeSpec | None) -> dict[str, Any]:
+        """The constructor arguments every ``MODEL.<BACKBONE>`` node holds."""
+        return dict(
+            arch=c.ARCH,
+            out_features=list(c.OUT_FEATURES),
+            input_size=tuple(c.INPUT_SIZE),
+            square_pad=c.SQUARE_PAD,
+            out_norm=c.OUT_NORM,
+            drop_path_rate=c.DROP_PATH_RATE,
+            grad_checkpointing=c.GRAD_CHECKPOINTING,
+            freeze_at=c.FREEZE_AT,
+            in_chans=input_shape.channels if input_shape and input_shape.channels else 3,
+        )
+
     @property
     def out_features(self) -> list[str]:
         return list(self._out_features)
@@ -201,34 +238,19 @@ class D2Hiera(_D2BackboneMixin, Hiera, Backbone):
         freeze_at: int = 0,
         **overrides: Any,
     ) -> None:
-        info = Hiera.stage_info(arch, **overrides)
         if len(Hiera.resolve_arch(arch, overrides)[1]["patch_stride"]) != 2:
             images = sorted(k for k, v in Hiera.arch_zoo.items() if len(v["input_size"]) == 2)
             raise ValueError(f"D2Hiera: arch={arch!r}; use an image model: {', '.join(images)}")
-        cfg = dict(
-            overrides,
-            input_size=tuple(input_size),
-            out_indices=_out_indices(arch, [i["reduction"] for i in info], out_features),
-            out_norm=out_norm,
-            frozen_stages=_frozen_stages(arch, freeze_at),
+        cfg = self._model_kwargs(
+            arch, overrides, input_size=input_size, out_features=out_features,
+            out_norm=out_norm, freeze_at=freeze_at,
         )
         super().__init__(arch, **cfg)
         self._setup_d2(square_pad)
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: ShapeSpec | None = None) -> dict[str, Any]:
-        c = cfg.MODEL.HIERA
-        return dict(
-            arch=c.ARCH,
-            out_features=list(c.OUT_FEATURES),
-            input_size=tuple(c.INPUT_SIZE),
-            square_pad=c.SQUARE_PAD,
-            out_norm=c.OUT_NORM,
-            drop_path_rate=c.DROP_PATH_RATE,
-            grad_checkpointing=c.GRAD_CHECKPOINTING,
-            freeze_at=c.FREEZE_AT,
-            in_chans=input_shape.channels if input_shape and input_shape.channels else 3,
-        )
+        return cls._yacs_kwargs(cfg.MODEL.HIERA, input_shape)
 
 
 class D2HieraDet(_D2BackboneMixin, HieraDet, Backbone):
@@ -266,31 +288,16 @@ class D2HieraDet(_D2BackboneMixin, HieraDet, Backbone):
             raise ValueError(
                 f"D2HieraDet: arch={arch!r}; use one of {', '.join(HieraDet.arch_zoo)}"
             )
-        info = HieraDet.stage_info(arch, **overrides)
-        cfg = dict(
-            overrides,
-            input_size=tuple(input_size),
-            out_indices=_out_indices(arch, [i["reduction"] for i in info], out_features),
-            out_norm=out_norm,
-            frozen_stages=_frozen_stages(arch, freeze_at),
+        cfg = self._model_kwargs(
+            arch, overrides, input_size=input_size, out_features=out_features,
+            out_norm=out_norm, freeze_at=freeze_at,
         )
         super().__init__(arch, **cfg)
         self._setup_d2(square_pad)
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: ShapeSpec | None = None) -> dict[str, Any]:
-        c = cfg.MODEL.HIERADET
-        return dict(
-            arch=c.ARCH,
-            out_features=list(c.OUT_FEATURES),
-            input_size=tuple(c.INPUT_SIZE),
-            square_pad=c.SQUARE_PAD,
-            out_norm=c.OUT_NORM,
-            drop_path_rate=c.DROP_PATH_RATE,
-            grad_checkpointing=c.GRAD_CHECKPOINTING,
-            freeze_at=c.FREEZE_AT,
-            in_chans=input_shape.channels if input_shape and input_shape.channels else 3,
-        )
+        return cls._yacs_kwargs(cfg.MODEL.HIERADET, input_shape)
 
 
 class D2HVT(_D2BackboneMixin, HVT, Backbone):
@@ -322,34 +329,19 @@ class D2HVT(_D2BackboneMixin, HVT, Backbone):
             raise ValueError(f"D2HVT: arch={arch!r}; use one of {', '.join(HVT.arch_zoo)}")
         if overrides.pop("pooling", "2d") != "2d" or overrides.pop("video", False):
             raise ValueError("D2HVT: detection needs the dense image mode (pooling='2d')")
-        info = HVT.stage_info(arch, patch_size=patch_size, **overrides)
-        cfg = dict(
-            overrides,
-            pooling="2d",
-            patch_size=patch_size,
-            input_size=tuple(input_size),
-            out_indices=_out_indices(arch, [i["reduction"] for i in info], out_features),
-            out_norm=out_norm,
-            frozen_stages=_frozen_stages(arch, freeze_at),
+        cfg = self._model_kwargs(
+            arch, dict(overrides, patch_size=patch_size), input_size=input_size,
+            out_features=out_features, out_norm=out_norm, freeze_at=freeze_at,
         )
-        super().__init__(arch, **cfg)
+        super().__init__(arch, **cfg, pooling="2d")
         self._setup_d2(square_pad)
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: ShapeSpec | None = None) -> dict[str, Any]:
-        c = cfg.MODEL.HVT
-        return dict(
-            arch=c.ARCH,
-            patch_size=c.PATCH_SIZE,
-            out_features=list(c.OUT_FEATURES) or None,
-            input_size=tuple(c.INPUT_SIZE),
-            square_pad=c.SQUARE_PAD,
-            out_norm=c.OUT_NORM,
-            drop_path_rate=c.DROP_PATH_RATE,
-            grad_checkpointing=c.GRAD_CHECKPOINTING,
-            freeze_at=c.FREEZE_AT,
-            in_chans=input_shape.channels if input_shape and input_shape.channels else 3,
-        )
+        kwargs = cls._yacs_kwargs(cfg.MODEL.HVT, input_shape)
+        # An empty OUT_FEATURES means every stage (HVT-S-4 has five).
+        return dict(kwargs, patch_size=cfg.MODEL.HVT.PATCH_SIZE,
+                    out_features=kwargs["out_features"] or None)
 
 
 # ---------------------------------------------------------------------------- yacs configs

@@ -125,6 +125,21 @@ _ARCH_DEFAULTS: dict[str, Any] = dict(
 )
 
 
+def hiera_stage_geometry(config: Mapping[str, Any]) -> list[dict[str, int]]:
+    """Channels and strides of every stage of a Hiera-family model (Hiera, abs-win Hiera, SAM 2's
+    HieraDet): width times ``dim_mul`` per stage (rounded down each time, as the blocks are
+    built), stride ``patch * q_stride**min(stage, q_pool)``."""
+    dim, out = config["embed_dim"], []
+    for stage in range(len(config["stages"])):
+        if stage:
+            dim = int(dim * config["dim_mul"])
+        stride = config["patch_stride"][-1] * config["q_stride"][-1] ** min(
+            stage, config["q_pool"]
+        )
+        out.append(dict(num_chs=dim, reduction=stride))
+    return out
+
+
 class Hiera(StageBackbone):
     """Hiera backbone returning multi-scale stage maps.
 
@@ -339,17 +354,7 @@ class Hiera(StageBackbone):
     # ------------------------------------------------------------------ metadata
     @classmethod
     def _stage_geometry(cls, config: Mapping[str, Any]) -> list[dict[str, int]]:
-        """Channels and strides of every stage: width times ``dim_mul`` per stage (rounded down
-        each time, as the blocks are built), stride ``patch * q_stride**min(stage, q_pool)``."""
-        dim, out = config["embed_dim"], []
-        for stage in range(len(config["stages"])):
-            if stage:
-                dim = int(dim * config["dim_mul"])
-            stride = config["patch_stride"][-1] * config["q_stride"][-1] ** min(
-                stage, config["q_pool"]
-            )
-            out.append(dict(num_chs=dim, reduction=stride))
-        return out
+        return hiera_stage_geometry(config)
 
     def no_weight_decay(self) -> set[str]:
         if self.sep_pos_embed:

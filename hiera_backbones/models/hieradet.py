@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import StageBackbone
+from .hiera import hiera_stage_geometry
 from .layers import Attention, DropPath, Mlp
 from .pos_embed import resize_grid_pos_embed
 from .registry import register_model
@@ -347,17 +348,7 @@ class HieraDet(StageBackbone):
     # ------------------------------------------------------------------ metadata
     @classmethod
     def _stage_geometry(cls, config: Mapping[str, Any]) -> list[dict[str, int]]:
-        """Width times ``dim_mul`` per stage (rounded down each time), stride
-        ``patch * q_stride**min(stage, q_pool)``."""
-        dim, out = config["embed_dim"], []
-        for stage in range(len(config["stages"])):
-            if stage:
-                dim = int(dim * config["dim_mul"])
-            stride = config["patch_stride"][-1] * config["q_stride"][-1] ** min(
-                stage, config["q_pool"]
-            )
-            out.append(dict(num_chs=dim, reduction=stride))
-        return out
+        return hiera_stage_geometry(config)
 
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed", "pos_embed_window"}
