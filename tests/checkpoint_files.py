@@ -173,3 +173,11 @@ def load_with_mmengine(path: str, backbone: torch.nn.Module) -> None:
     for name, tensor in backbone.state_dict().items():
         if not torch.equal(tensor, ref["backbone." + name]):
             raise AssertionError(f"init_cfg left backbone.{name} unloaded")
+
+
+def in_download_cache(cache, tag: str) -> str:
+    """Where the download of ``tag`` (``"<model>:<tag>"``) lands in the cache folder."""
+    from hiera_backbones.checkpoints import OFFICIAL_CHECKPOINTS
+    from hiera_backbones.checkpoints.hub import cache_file_name
+
+    return str(cache / cache_file_name(OFFICIAL_CHECKPOINTS[tag]))

@@ -5,6 +5,7 @@ both folders: setup.cfg puts ``tests`` on ``sys.path`` (``pythonpath``)."""
 
 import os
 import sys
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,21 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_ROOT, os.environ.get("
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture()
+def offline_cache(tmp_path, monkeypatch):
+    """An empty download cache (``HIERA_BACKBONES_CACHE``) and no network: a download attempt
+    fails as it would offline. Put files where a download would land to serve tags."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("HIERA_BACKBONES_CACHE", str(cache))
+
+    def offline(url, dst, *args, **kwargs):
+        raise urllib.error.URLError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    os.makedirs(cache)
+    return cache
 
 
 def _forget_visualizers() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import glob
 import os
-import urllib.error
 
 import pytest
 import torch
@@ -31,16 +30,10 @@ TAG = "hiera_tiny_224:mae_in1k"
 
 
 @pytest.fixture()
-def offline_cache(tmp_path, monkeypatch):
-    """An empty download cache and no network (a download attempt fails as offline would)."""
-    monkeypatch.setenv("HIERA_BACKBONES_CACHE", str(tmp_path / "cache"))
+def offline_cache(offline_cache, tmp_path, monkeypatch):
+    """The shared offline download cache, plus detectron2's data sets in this test's folder."""
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "datasets"))
-
-    def offline(url, dst, *args, **kwargs):
-        raise urllib.error.URLError("network is unreachable")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    return tmp_path / "cache"
+    return offline_cache
 
 
 def _mae_file_in_cache(cache) -> dict[str, torch.Tensor]:

@@ -9,7 +9,6 @@ Training (one step of every config, the HieraDet demo detector learning) is
 from __future__ import annotations
 
 import os
-import urllib.error
 from functools import partial
 
 import pytest
@@ -17,7 +16,7 @@ import torch
 
 pytest.importorskip("detectron2")
 
-from checkpoint_files import save_random_sam2_release  # noqa: E402
+from checkpoint_files import in_download_cache, save_random_sam2_release  # noqa: E402
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import LazyConfig, get_cfg, instantiate  # noqa: E402
 from detectron2.modeling import build_backbone as d2_build_backbone  # noqa: E402
@@ -26,8 +25,7 @@ from detectron2.utils.file_io import PathManager  # noqa: E402
 from frameworks import D2_CONFIGS, one_thread  # noqa: E402
 
 from hiera_backbones import build_backbone  # noqa: E402
-from hiera_backbones.checkpoints import OFFICIAL_CHECKPOINTS, CheckpointError  # noqa: E402
-from hiera_backbones.checkpoints.hub import cache_file_name  # noqa: E402
+from hiera_backbones.checkpoints import CheckpointError  # noqa: E402
 from hiera_backbones.detectron2 import (  # noqa: E402
     D2Hiera,
     D2HieraDet,
@@ -47,24 +45,6 @@ TINY = dict(embed_dim=32, num_heads=1, stages=(1, 1, 2, 1), window_spec=(8, 4, 4
 def _one_thread():
     with one_thread():
         yield
-
-
-@pytest.fixture()
-def offline_cache(tmp_path, monkeypatch):
-    """An empty download cache and no network (a download attempt fails as offline would)."""
-    monkeypatch.setenv("HIERA_BACKBONES_CACHE", str(tmp_path / "cache"))
-
-    def offline(url, dst, *args, **kwargs):
-        raise urllib.error.URLError("network is unreachable")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    os.makedirs(tmp_path / "cache")
-    return tmp_path / "cache"
-
-
-def _in_cache(cache, tag: str) -> str:
-    """Where the download of ``tag`` lands in the cache."""
-    return str(cache / cache_file_name(OFFICIAL_CHECKPOINTS[tag]))
 
 
 def _detector_with(bottom_up: torch.nn.Module) -> torch.nn.Module:
@@ -199,7 +179,7 @@ def test_sam2_config_builds_and_loads_its_init_checkpoint(offline_cache):
     ``train.init_checkpoint`` (the hub tag) loaded by detectron2's own checkpointer from the
     cache, offline, with no backbone key missing; a release file by path through ours."""
     tag = "sam2.1_hiera_base_plus:sa1b"
-    trunk = save_random_sam2_release(_in_cache(offline_cache, tag), "sam2_hiera_base_plus")
+    trunk = save_random_sam2_release(in_download_cache(offline_cache, tag), "sam2_hiera_base_plus")
     cfg, model = _built(SAM2_CONFIG)
     checkpointer = _Recording(model)
     checkpointer.load(cfg.train.init_checkpoint)
@@ -211,7 +191,7 @@ def test_sam2_config_builds_and_loads_its_init_checkpoint(offline_cache):
         assert torch.equal(bottom_up.state_dict()[key], trunk[key]), key
 
     again = instantiate(cfg.model)  # HieraCheckpointer, the release file by its path
-    HieraCheckpointer(again).load(_in_cache(offline_cache, tag))
+    HieraCheckpointer(again).load(in_download_cache(offline_cache, tag))
     assert torch.equal(again.backbone.bottom_up.blocks[12].attn.qkv.weight,
                        trunk["blocks.12.attn.qkv.weight"])
     model.eval()
@@ -229,7 +209,7 @@ def test_abswin_config_builds_and_loads_its_init_checkpoint(offline_cache):
     tag = "hiera_small_abswin_256:sbb2_e200_in12k"
     timm_model = timm.create_model("hiera_small_abswin_256", pretrained=False, num_classes=11821)
     state = {k: v.contiguous() for k, v in timm_model.state_dict().items()}
-    save_file(state, _in_cache(offline_cache, tag))
+    save_file(state, in_download_cache(offline_cache, tag))
     cfg, model = _built(ABSWIN_CONFIG)
     checkpointer = _Recording(model)
     checkpointer.load(cfg.train.init_checkpoint)
@@ -248,7 +228,7 @@ def test_stock_checkpointer_loads_sam2_tag_from_cache_and_fails_clearly_offline(
                                               r"offline.*put it at"):
         DetectionCheckpointer(model).load(f"hiera_backbones://{tag}")
 
-    trunk = save_random_sam2_release(_in_cache(offline_cache, tag), "sam2_hiera_tiny")
+    trunk = save_random_sam2_release(in_download_cache(offline_cache, tag), "sam2_hiera_tiny")
     checkpointer = _Recording(model)
     checkpointer.load(f"hiera_backbones://{tag}")
     assert _missing_backbone_keys(checkpointer.incompatible) == []

@@ -9,7 +9,6 @@ Training (one iteration of every config, the HieraDet mini detector learning) is
 from __future__ import annotations
 
 import os
-import urllib.error
 
 import pytest
 import torch
@@ -18,7 +17,7 @@ pytest.importorskip("mmdet")
 pytest.importorskip("mmcv.ops")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 
-from checkpoint_files import save_random_sam2_release  # noqa: E402
+from checkpoint_files import in_download_cache, save_random_sam2_release  # noqa: E402
 from frameworks import MMDET_CONFIGS, one_thread  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
@@ -26,11 +25,9 @@ from mmengine.registry import DefaultScope  # noqa: E402
 import hiera_backbones.mmdet as hb_mmdet  # noqa: E402
 from hiera_backbones import build_backbone  # noqa: E402
 from hiera_backbones.checkpoints import (  # noqa: E402
-    OFFICIAL_CHECKPOINTS,
     CheckpointError,
     convert_checkpoint,
 )
-from hiera_backbones.checkpoints.hub import cache_file_name  # noqa: E402
 
 CONFIG_DIR = str(MMDET_CONFIGS)
 SAM2_CONFIG = "mask-rcnn_sam2.1-hiera-b-plus_fpn_lsj-100e_coco.py"
@@ -43,22 +40,6 @@ TINY = dict(base="sam2_hiera_tiny", embed_dim=32, num_heads=1, stages=(1, 1, 2, 
 def _one_thread():
     with one_thread():
         yield
-
-
-@pytest.fixture()
-def offline_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("HIERA_BACKBONES_CACHE", str(tmp_path / "cache"))
-
-    def offline(url, dst, *args, **kwargs):
-        raise urllib.error.URLError("network is unreachable")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    os.makedirs(tmp_path / "cache")
-    return tmp_path / "cache"
-
-
-def _in_cache(cache, tag: str) -> str:
-    return str(cache / cache_file_name(OFFICIAL_CHECKPOINTS[tag]))
 
 
 def _build(cfg: dict):
@@ -130,12 +111,12 @@ def test_init_cfg_takes_tag_release_timm_and_converted_files(offline_cache, tmp_
     tag = "sam2.1_hiera_tiny:sa1b"
     with pytest.raises(CheckpointError, match=r"sam2\.1_hiera_tiny\.pt.*offline"):
         build(tag)
-    trunk = save_random_sam2_release(_in_cache(offline_cache, tag), "sam2_hiera_tiny")
+    trunk = save_random_sam2_release(in_download_cache(offline_cache, tag), "sam2_hiera_tiny")
     timm_file = str(tmp_path / "timm_sam2_hiera_tiny.pth")
     torch.save({**trunk, "head.fc.weight": torch.zeros(1, 768)}, timm_file)  # timm's names
     converted = str(tmp_path / "converted.pth")
-    convert_checkpoint(_in_cache(offline_cache, tag), converted, to="mmdet")
-    for source in (tag, _in_cache(offline_cache, tag), timm_file, converted):
+    convert_checkpoint(in_download_cache(offline_cache, tag), converted, to="mmdet")
+    for source in (tag, in_download_cache(offline_cache, tag), timm_file, converted):
         model = build(source)
         for key, value in trunk.items():
             assert torch.equal(model.state_dict()[key], value), (source, key)
@@ -176,7 +157,7 @@ def test_configs_state_their_recipe():
 
 def test_sam2_config_builds_and_loads_weights(offline_cache):
     tag = "sam2.1_hiera_base_plus:sa1b"
-    trunk = save_random_sam2_release(_in_cache(offline_cache, tag), "sam2_hiera_base_plus")
+    trunk = save_random_sam2_release(in_download_cache(offline_cache, tag), "sam2_hiera_base_plus")
     detector = _build(_config(SAM2_CONFIG).model)
     detector.init_weights()
     own = detector.backbone.state_dict()
@@ -192,7 +173,7 @@ def test_abswin_config_builds_and_loads_weights(offline_cache):
     tag = "hiera_small_abswin_256:sbb2_e200_in12k"
     timm_model = timm.create_model("hiera_small_abswin_256", pretrained=False, num_classes=11821)
     state = {k: v.contiguous() for k, v in timm_model.state_dict().items()}
-    save_file(state, _in_cache(offline_cache, tag))
+    save_file(state, in_download_cache(offline_cache, tag))
     detector = _build(_config(ABSWIN_CONFIG).model)
     detector.init_weights()
     own = detector.backbone.state_dict()
