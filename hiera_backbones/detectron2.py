@@ -59,11 +59,13 @@ from .checkpoints import (
     is_official_tag,
     load_torch_file,
     read_backbone_weights,
+    read_checkpoint,
     resolve_source,
 )
 from .checkpoints.hiera_formats import detect_hiera_format
 from .checkpoints.hieradet_formats import detect_hieradet_format
 from .checkpoints.hvt_formats import detect_hvt_format
+from .checkpoints.io import RawCheckpoint
 from .data import SHAPE_CLASSES, ensure_coco_shapes
 from .models import HVT, Hiera, HieraDet
 
@@ -476,16 +478,17 @@ class HieraBackbonesPathHandler(PathHandler):
             if comm.is_main_process():
                 resolve_source(source)
             comm.synchronize()
-        backbone = _backbone_for(source, path)
-        weights = backbone_weights_for(backbone, source, target="detectron2")
+        raw = read_checkpoint(resolve_source(source))  # read (and hashed) once
+        backbone = _backbone_for(raw, path)
         size = "x".join(str(s) for s in backbone.input_size)
         patch = f"-p{backbone.patch_size}" if isinstance(backbone, HVT) else ""
-        name = os.path.splitext(os.path.basename(weights.source_file))[0]
+        name = os.path.splitext(os.path.basename(raw.path))[0]
         dst = os.path.join(
             cache_dir(), "detectron2",
-            f"{name}-{weights.source_sha256[:12]}-{backbone.arch}-{size}{patch}.pth",
+            f"{name}-{raw.sha256[:12]}-{backbone.arch}-{size}{patch}.pth",
         )
         if not os.path.isfile(dst):
+            weights = backbone_weights_for(backbone, raw, target="detectron2")
             export_weights(weights, dst, to="detectron2", force=True)
         return dst
 
@@ -503,7 +506,7 @@ class HieraBackbonesPathHandler(PathHandler):
         return self._exists(path, **kwargs)
 
 
-def _backbone_for(source: str, path: str) -> Hiera | HieraDet | HVT:
+def _backbone_for(raw: RawCheckpoint, path: str) -> Hiera | HieraDet | HVT:
     """The D2Hiera / D2HieraDet / D2HVT that ``source``'s weights are for: of those alive in
     this process with the file's architecture, the one built last (detectron2's tools build the
     model, then load the checkpoint)."""
@@ -514,7 +517,7 @@ def _backbone_for(source: str, path: str) -> Hiera | HieraDet | HVT:
             f"{path}: no D2Hiera / D2HieraDet / D2HVT has been built in this process; build the "
             "model first (as detectron2's tools do), then load the checkpoint"
         )
-    arch = read_backbone_weights(source).arch
+    arch = read_backbone_weights(raw).arch
     matches = [b for b in built if b.is_arch(arch)]
     if not matches:
         have = ", ".join(sorted({b.arch for b in built}))

@@ -165,7 +165,7 @@ def _unknown_error(path: str, unknown: Mapping, family: str, fmt: str) -> Checkp
 
 
 def read_backbone_weights(
-    src: str,
+    src: str | RawCheckpoint,
     from_format: str | None = None,
     allow_pickle: bool = False,
     input_size: Sequence[int] | None = None,
@@ -180,7 +180,8 @@ def read_backbone_weights(
     """Reads any supported checkpoint and returns backbone tensors under our (= official) names.
 
     Args:
-        src: a file, a hub folder, or ``"<model>:<tag>"``.
+        src: a file, a hub folder, ``"<model>:<tag>"``, or a :class:`RawCheckpoint` already
+            read (one file read for several conversions; nothing in it is modified).
         from_format: force a source format instead of detecting it from the keys.
         allow_pickle: allow legacy pickles (``weights_only=False``; trusted files only).
         input_size: the size the target model is built with: Hiera's position embedding is
@@ -196,7 +197,10 @@ def read_backbone_weights(
             (:func:`~.hiera_formats.to_abs_win`; arch ``"<name>_custom"`` = ``dict(base=name,
             abs_win=True, global_pos_size=<its token grid>)``); abs-win weights stay as they are.
     """
-    raw = read_checkpoint(resolve_source(src), allow_pickle=allow_pickle)
+    if isinstance(src, RawCheckpoint):
+        raw = src
+    else:
+        raw = read_checkpoint(resolve_source(src), allow_pickle=allow_pickle)
     own = own_metadata(raw)
     fmt = _detect(raw, from_format, own)
     family = _family(fmt, own)

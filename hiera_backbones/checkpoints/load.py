@@ -22,7 +22,7 @@ from torch import nn
 from .convert import BackboneWeights, read_backbone_weights
 from .fit import check_fit, state_mismatch
 from .hub import resolve_source
-from .io import CheckpointError, read_checkpoint
+from .io import CheckpointError, RawCheckpoint, read_checkpoint
 from .metadata import content_metadata
 
 __all__ = [
@@ -43,14 +43,15 @@ CLASSIFIER_PREFIXES = ("norm.", "head.")
 
 def backbone_weights_for(
     model: nn.Module,
-    src: str,
+    src: str | RawCheckpoint,
     from_format: str | None = None,
     allow_pickle: bool = False,
     target: str | None = None,
 ) -> BackboneWeights:
-    """Reads ``src`` (file, hub folder, ``"<model>:<tag>"`` or URL) converted for ``model``, one
-    of our backbones, and checks that it holds ``model``'s architecture and fits it (output
-    norms may be missing; a classifier is included when the model has one)."""
+    """Reads ``src`` (file, hub folder, ``"<model>:<tag>"``, URL or a :class:`RawCheckpoint`
+    already read) converted for ``model``, one of our backbones, and checks that it holds
+    ``model``'s architecture and fits it (output norms may be missing; a classifier is
+    included when the model has one)."""
     hvt = {}
     if hasattr(model, "pooling"):  # HVT: convert to the model's layout and patch size
         hvt = dict(
@@ -65,10 +66,11 @@ def backbone_weights_for(
     )
     arch = getattr(model, "arch", None)
     is_arch = getattr(model, "is_arch", None)
+    label = src.path if isinstance(src, RawCheckpoint) else src
     if arch is not None and not (is_arch(weights.arch) if is_arch else arch == weights.arch):
-        raise CheckpointError(f"{src} holds {weights.arch} weights, not {arch}")
+        raise CheckpointError(f"{label} holds {weights.arch} weights, not {arch}")
     check_fit(
-        model, _with_head(model, weights), src, str(arch), ignore_missing=NEW_LAYER_PREFIXES,
+        model, _with_head(model, weights), label, str(arch), ignore_missing=NEW_LAYER_PREFIXES,
         hint="Was the model built with other architecture overrides?",
     )
     return weights

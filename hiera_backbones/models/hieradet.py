@@ -375,7 +375,9 @@ class HieraDet(StageBackbone):
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
-        x = self.patch_embed.proj(x).permute(0, 2, 3, 1)
+        # Contiguous channels-last once: a permuted NCHW view would stay in that layout through
+        # stage 1 (adds keep it), and every LayerNorm (forward and backward) would copy it.
+        x = self.patch_embed.proj(x).permute(0, 2, 3, 1).contiguous()
         return x + self._pos_embed(x.shape[1:3]).to(x.dtype)
 
     def _forward_stages(

@@ -70,13 +70,21 @@ def bicubic_resize(
     grid: torch.Tensor, size: Sequence[int | torch.SymInt], antialias: bool = False
 ) -> torch.Tensor:
     """``F.interpolate(grid, size, mode="bicubic", align_corners=False, antialias=...)`` of an
-    ``(N, C, h, w)`` float tensor as ``M_h @ grid @ M_w^T`` (see the module docstring)."""
-    rows = bicubic_matrix(grid.shape[-2], size[0], antialias, grid.device, grid.dtype)
-    cols = bicubic_matrix(grid.shape[-1], size[1], antialias, grid.device, grid.dtype)
-    # Each matmul has a 2-D right operand (no broadcast batch on the left), the form the
-    # jit FLOP counters (fvcore, mmengine) count correctly.
-    cols_first = torch.matmul(grid.transpose(-1, -2), rows.t())  # (N, C, w, H)
-    return torch.matmul(cols_first.transpose(-1, -2), cols.t())
+    ``(N, C, h, w)`` float tensor as ``M_h @ grid @ M_w^T`` (see the module docstring).
+
+    The result is an ``(N, C, H, W)`` view of channels-last memory: the models add it to
+    channels-last token grids, which then stay contiguous. Both matmuls have a 2-D right
+    operand and no broadcast batch on the left, the form the jit FLOP counters (fvcore,
+    mmengine) count correctly."""
+    batch, channels, height, width = grid.shape
+    rows = bicubic_matrix(height, size[0], antialias, grid.device, grid.dtype)
+    cols = bicubic_matrix(width, size[1], antialias, grid.device, grid.dtype)
+    # Widths first, on the small side: (N, h, C, w) @ (w, W) -> (N, h, C, W) -> (h, N * W * C).
+    resized_cols = torch.matmul(grid.permute(0, 2, 1, 3), cols.t())
+    resized_cols = resized_cols.permute(1, 0, 3, 2).reshape(height, -1)
+    # Then heights: (H, h) @ (h, N * W * C) -> (H, N, W, C) memory.
+    out = torch.matmul(rows, resized_cols).view(size[0], batch, size[1], channels)
+    return out.permute(1, 3, 0, 2)
 
 
 def resize_pos_embed(

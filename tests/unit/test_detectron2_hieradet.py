@@ -238,3 +238,27 @@ def test_stock_checkpointer_loads_sam2_tag_from_cache_and_fails_clearly_offline(
     local = PathManager.get_local_path(f"hiera_backbones://{tag}")
     assert os.path.dirname(local) == str(offline_cache / "detectron2")
     assert "sam2_hiera_tiny-64x64" in os.path.basename(local)
+
+
+def test_path_handler_reads_the_source_once_and_reuses_its_conversion(offline_cache, monkeypatch):
+    """``hiera_backbones://``: one read of the source per load (it picks the backbone and names
+    the converted file); a second load of the same source for the same backbone finds the
+    converted file and writes nothing."""
+    import hiera_backbones.detectron2 as d2_adapter
+
+    tag = "sam2.1_hiera_tiny:sa1b"
+    save_random_sam2_release(in_download_cache(offline_cache, tag), "sam2_hiera_tiny")
+    model = _detector_with(D2HieraDet("sam2_hiera_tiny", input_size=(64, 64)))  # alive: in use
+    reads: list[str] = []
+    real_read = d2_adapter.read_checkpoint
+    monkeypatch.setattr(d2_adapter, "read_checkpoint", lambda p: reads.append(p) or real_read(p))
+    first = PathManager.get_local_path(f"hiera_backbones://{tag}")
+    written = os.stat(first).st_mtime_ns
+    second = PathManager.get_local_path(f"hiera_backbones://{tag}")
+    assert first == second and os.stat(second).st_mtime_ns == written
+    assert len(reads) == 2  # once per load
+    converted = torch.load(first, weights_only=True)["model"]
+    trunk_keys = model.backbone.bottom_up.state_dict()
+    assert set(converted) == {
+        f"backbone.bottom_up.{k}" for k in trunk_keys if not k.startswith("out_norms.")
+    }
