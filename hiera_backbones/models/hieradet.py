@@ -44,8 +44,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import StageBackbone
+from .cpu_fusion import fused_linear, use_fusion
 from .hiera import hiera_stage_geometry
-from .layers import Attention, DropPath, Mlp
+from .layers import _CHUNK_BYTES, Attention, DropPath, Mlp
 from .pos_embed import resize_grid_pos_embed
 from .registry import register_model
 
@@ -183,6 +184,8 @@ class HieraDetBlock(nn.Module):
         return pooled.permute(0, 2, 3, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fusable(x):
+            return self._forward_fused(x)
         _, height, width, _ = x.shape
         x_norm = self.norm1(x)
         if self.dim != self.dim_out:
@@ -194,6 +197,43 @@ class HieraDetBlock(nn.Module):
         out = _unpartition(out, grid, pooled_window, x.shape[1:3])
         x = x + self.drop_path(out)
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+    def _fusable(self, x: torch.Tensor) -> bool:
+        """The fused CPU inference path (as the shared :class:`~.layers.Block`'s): stock layers
+        only, stochastic depth off, autograd off (:func:`~.cpu_fusion.use_fusion`)."""
+        if self.training and isinstance(self.drop_path, DropPath):
+            return False
+        if type(self.attn) is not _GroupAttention or type(self.mlp) is not Mlp:
+            return False
+        layers = [self.attn.qkv, self.attn.proj, self.mlp.fc1, self.mlp.fc2]
+        if self.dim != self.dim_out:
+            layers.append(self.proj)
+        return all(type(layer) is nn.Linear for layer in layers) and use_fusion(x, self)
+
+    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` without autograd: bias, GELU and both residual adds inside the
+        oneDNN GEMMs. The attention projection runs after the windows are put back (a per-token
+        linear commutes with that permutation), on the unpadded grid and fused with its
+        residual add."""
+        _, height, width, _ = x.shape
+        x_norm = self.norm1(x)
+        if self.dim != self.dim_out:
+            x = self._pool(fused_linear(x_norm, self.proj))
+        window = (self.window_size,) * 2 if self.window_size else (height, width)
+        groups, grid = _partition(x_norm, window, self.q_stride)
+        # q, k, v for a few windows at a time: the 3x wide projection stays cache-sized.
+        group_bytes = groups.shape[1] * 3 * self.dim_out * groups.element_size()
+        chunk = max(1, _CHUNK_BYTES // group_bytes)
+        outs = [
+            self.attn._attend(fused_linear(part, self.attn.qkv), 1)
+            for part in groups.split(chunk)
+        ]
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        pooled_window = (window[0] // self.q_stride[0], window[1] // self.q_stride[1])
+        out = _unpartition(out, grid, pooled_window, x.shape[1:3])
+        x = fused_linear(out, self.attn.proj, residual=x)
+        return self.mlp(self.norm2(x), residual=x)
 
 
 class HieraDet(StageBackbone):

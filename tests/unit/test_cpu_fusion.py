@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from hiera_backbones import build_backbone
-from hiera_backbones.models import cpu_fusion, layers
+from hiera_backbones.models import cpu_fusion, hieradet, layers
 from hiera_backbones.parity import FP32_RTOL, assert_maps_close, max_relative_error
 
 pytestmark = pytest.mark.skipif(
@@ -47,6 +47,7 @@ def fused_calls(monkeypatch):
         return cpu_fusion.fused_linear(*args, **kwargs)
 
     monkeypatch.setattr(layers, "fused_linear", counting)
+    monkeypatch.setattr(hieradet, "fused_linear", counting)
     return calls
 
 
@@ -111,6 +112,23 @@ def test_chunked_large_inputs_equal_plain(monkeypatch, fused_calls):
     with torch.no_grad():
         fused = model(x)
     assert len(fused_calls) > 4 * len(model.blocks) + 3 + 20
+    assert_maps_close(fused, _plain(model, x))
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(1, 3, 256, 320), (2, 3, 128, 96)],
+    ids=["padded-windows", "batch"],
+)
+def test_hieradet_fused_equals_plain(shape, fused_calls):
+    """SAM 2 trunk: windows padded at stages 3 and 4 at 256x320 (window 14 on a 16x20 grid,
+    7 on 8x10), the attention projection fused after the windows are put back."""
+    torch.manual_seed(0)
+    model = sharpen_(build_backbone("sam2_hiera_tiny").eval())
+    x = torch.randn(shape)
+    with torch.no_grad():
+        fused = model(x)
+    assert len(fused_calls) >= 4 * len(model.blocks) + 3
     assert_maps_close(fused, _plain(model, x))
 
 
