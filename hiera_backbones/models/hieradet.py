@@ -46,7 +46,7 @@ from torch import nn
 from .base import StageBackbone
 from .cpu_fusion import fused_linear, use_fusion
 from .hiera import hiera_stage_geometry
-from .layers import _CHUNK_BYTES, Attention, DropPath, Mlp
+from .layers import Attention, DropPath, Mlp
 from .pos_embed import resize_grid_pos_embed
 from .registry import register_model
 
@@ -198,7 +198,6 @@ class HieraDetBlock(nn.Module):
         x = x + self.drop_path(out)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
-
     def _fusable(self, x: torch.Tensor) -> bool:
         """The fused CPU inference path (as the shared :class:`~.layers.Block`'s): stock layers
         only, stochastic depth off, autograd off (:func:`~.cpu_fusion.use_fusion`)."""
@@ -222,14 +221,7 @@ class HieraDetBlock(nn.Module):
             x = self._pool(fused_linear(x_norm, self.proj))
         window = (self.window_size,) * 2 if self.window_size else (height, width)
         groups, grid = _partition(x_norm, window, self.q_stride)
-        # q, k, v for a few windows at a time: the 3x wide projection stays cache-sized.
-        group_bytes = groups.shape[1] * 3 * self.dim_out * groups.element_size()
-        chunk = max(1, _CHUNK_BYTES // group_bytes)
-        outs = [
-            self.attn._attend(fused_linear(part, self.attn.qkv), 1)
-            for part in groups.split(chunk)
-        ]
-        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        out = self.attn._attend_fused(groups, 1)
         pooled_window = (window[0] // self.q_stride[0], window[1] // self.q_stride[1])
         out = _unpartition(out, grid, pooled_window, x.shape[1:3])
         x = fused_linear(out, self.attn.proj, residual=x)

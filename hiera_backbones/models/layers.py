@@ -137,16 +137,20 @@ class Attention(nn.Module):
         if residual is None:
             out = self._attend(self.qkv(groups), units // windows)
             return self.proj(out.view(batch, -1, self.dim_out))
-        # Fused path: q, k, v for a few groups at a time, so the 3x wide projection of a
-        # large input (stage 1 of a batch, a detection image) stays cache-sized.
-        group_bytes = groups.shape[1] * 3 * self.dim_out * x.element_size()
+        out = self._attend_fused(groups, units // windows)
+        return fused_linear(out.view(batch, -1, self.dim_out), self.proj, residual=residual)
+
+    def _attend_fused(self, groups: torch.Tensor, units_per_group: int) -> torch.Tensor:
+        """:meth:`_attend` of ``(groups, tokens, dim)`` inputs with the fused ``qkv`` projection
+        (fused path only), a few groups at a time: the 3x wide projection of a large input
+        (stage 1 of a batch, a detection image) stays cache-sized."""
+        group_bytes = groups.shape[1] * 3 * self.dim_out * groups.element_size()
         chunk = max(1, _CHUNK_BYTES // group_bytes)
         outs = [
-            self._attend(fused_linear(part, self.qkv), units // windows)
+            self._attend(fused_linear(part, self.qkv), units_per_group)
             for part in groups.split(chunk)
         ]
-        out = outs[0] if len(outs) == 1 else torch.cat(outs)
-        return fused_linear(out.view(batch, -1, self.dim_out), self.proj, residual=residual)
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     def _attend(self, qkv: torch.Tensor, units_per_group: int) -> torch.Tensor:
         """``(groups, tokens, 3 * dim_out)`` packed projections -> ``(groups, tokens', dim_out)``
