@@ -37,7 +37,9 @@ Hiera) at the bottom/right, which leaves box coordinates valid: AVA tests on ful
 
 Importing this module also works around the mmaction2 1.2.0 wheel bug (open-mmlab/mmaction2#2714,
 one warning line) and, next to transformers >= 4.56 (5.x), MMAction2's failing VindLU import (one
-warning line; see :func:`hiera_backbones.compat.patch_mmaction_multimodal`), and lets mmengine
+warning line; see :func:`hiera_backbones.compat.patch_mmaction_multimodal`), gives the MMAction2
+modules that read names numpy 2 removed (``np.NAN`` in the AVA evaluation) those names (see
+:func:`hiera_backbones.compat.patch_numpy2_removed_names`), and lets mmengine
 resume its own checkpoints on torch >= 2.6 (see
 :func:`hiera_backbones.openmmlab.loading.allow_mmengine_checkpoints`).
 """
@@ -51,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .compat import patch_mmaction_drn, patch_mmaction_multimodal
+from .compat import patch_mmaction_drn, patch_mmaction_multimodal, patch_numpy2_removed_names
 
 # Both before anything imports mmaction.models.
 patch_mmaction_drn()
@@ -62,6 +64,10 @@ from mmaction.models.heads import BaseHead  # noqa: E402
 from mmaction.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.model import BaseModule  # noqa: E402
+
+# MMAction2 1.2 reads names numpy 2 removed (np.NAN in AVAMetric whenever a label-map class has
+# no ground truth in the split): give those modules, and only them, the old names.
+patch_numpy2_removed_names()
 
 from .checkpoints import (  # noqa: E402
     CheckpointError,

@@ -23,6 +23,7 @@ compression are turned off (both need CUDA) and DDP runs on the gloo backend.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import logging
 import os
@@ -30,6 +31,7 @@ import sys
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import (
     AMPTrainer,
@@ -144,7 +146,18 @@ def do_train(args: argparse.Namespace, cfg: DictConfig) -> dict[str, Any]:
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     """One process: set up, then evaluate (``--eval-only``) or train. Returns the (last)
-    evaluation results on the main process."""
+    evaluation results on the main process. A process started by ``launch`` leaves its
+    process groups closed (:func:`close_distributed`)."""
+    finished = False
+    try:
+        results = _run(args)
+        finished = True
+        return results
+    finally:
+        close_distributed(wait_for_peers=finished)
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = load_config(args)
     default_setup(cfg, args)
     adapt_to_device(cfg)
@@ -160,6 +173,32 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         HieraCheckpointer(model).load(cfg.train.init_checkpoint)
         return do_test(cfg, model)
     return do_train(args, cfg)
+
+
+def close_distributed(wait_for_peers: bool = True) -> None:
+    """Closes this process's process groups while the interpreter is fully alive.
+
+    detectron2's ``launch`` leaves its workers' groups (the world, its local group, the gloo
+    group ``comm.gather`` caches) open when the worker returns; they are torn down during
+    interpreter finalization, if at all, while gloo's C++ threads still run and may hold work
+    that references Python objects. A gloo worker then sometimes aborted at exit ("terminate
+    called without an active exception", SIGABRT) after training and evaluation had finished
+    (pytorch/pytorch#190489). Here every rank first waits for the others (``wait_for_peers``;
+    skipped after a failure, when a peer may never arrive), then the groups are destroyed,
+    detectron2's references to them dropped, and the model, data loaders and DDP reducer
+    that still point at them collected. No-op outside a distributed run.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if wait_for_peers:
+        comm.synchronize()
+    dist.destroy_process_group()  # every group, subgroups included
+    # detectron2.utils.comm keeps the local group and caches the gather group: forget both,
+    # so nothing keeps the destroyed groups alive and a later launch in this process works.
+    comm._LOCAL_PROCESS_GROUP = None
+    for cached in (comm.create_local_process_group, comm._get_global_gloo_group):
+        cached.cache_clear()
+    gc.collect()
 
 
 def build_parser() -> argparse.ArgumentParser:

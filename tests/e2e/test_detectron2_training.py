@@ -216,3 +216,41 @@ def test_two_cpu_processes_train_with_gloo(tiny_shapes, tmp_path):
     assert "World size: 2" in log
     assert re.search(r"copypaste: Task: segm", out)
     assert torch.load(tmp_path / "model_final.pth", weights_only=True)["iteration"] == 2
+
+
+def test_workers_close_their_process_groups(tool):
+    """What each worker of ``launch`` does on its way out (``close_distributed``): every group
+    destroyed, detectron2's references to its local and gather groups dropped, so nothing is
+    left for interpreter finalization and a second launch in the same process works. A world
+    of one gloo process, in this process."""
+    import socket
+
+    import torch.distributed as dist
+    from detectron2.utils import comm
+
+    def start():
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0,
+                                world_size=1)
+        comm.create_local_process_group(1)
+        return comm._get_global_gloo_group()
+
+    assert not dist.is_initialized()
+    try:
+        for _ in range(2):  # the second round fails if anything of the first one survived
+            gather_group = start()
+            assert comm.get_local_size() == 1 and gather_group is dist.group.WORLD
+            tool.close_distributed()
+            assert not dist.is_initialized()
+            assert comm._LOCAL_PROCESS_GROUP is None
+            assert comm._get_global_gloo_group.cache_info().currsize == 0
+            assert comm.create_local_process_group.cache_info().currsize == 0
+        tool.close_distributed()  # outside a distributed run: nothing to do
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        comm._LOCAL_PROCESS_GROUP = None
+        comm.create_local_process_group.cache_clear()
+        comm._get_global_gloo_group.cache_clear()
