@@ -28,6 +28,7 @@ import importlib.util
 import logging
 import os
 import sys
+import weakref
 from typing import Any
 
 import torch
@@ -192,6 +193,8 @@ def close_distributed(wait_for_peers: bool = True) -> None:
         return
     if wait_for_peers:
         comm.synchronize()
+    world = getattr(dist.distributed_c10d, "_world", None)
+    groups = [weakref.ref(g) for g in getattr(world, "pg_map", ())]
     dist.destroy_process_group()  # every group, subgroups included
     # detectron2.utils.comm keeps the local group and caches the gather group: forget both,
     # so nothing keeps the destroyed groups alive and a later launch in this process works.
@@ -199,6 +202,14 @@ def close_distributed(wait_for_peers: bool = True) -> None:
     for cached in (comm.create_local_process_group, comm._get_global_gloo_group):
         cached.cache_clear()
     gc.collect()
+    alive = sum(ref() is not None for ref in groups)
+    if alive:
+        logger.warning(
+            f"{alive} of {len(groups)} process groups are still referenced after closing; "
+            "they are freed only at interpreter exit"
+        )
+    else:
+        logger.info(f"closed {len(groups)} process groups")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -216,6 +216,11 @@ def test_two_cpu_processes_train_with_gloo(tiny_shapes, tmp_path):
     assert "World size: 2" in log
     assert re.search(r"copypaste: Task: segm", out)
     assert torch.load(tmp_path / "model_final.pth", weights_only=True)["iteration"] == 2
+    # Both workers closed their groups (the world and detectron2's local group; gloo's gather
+    # group is the world) and nothing kept one alive for interpreter shutdown.
+    for rank_log in ("log.txt", "log.txt.rank1"):
+        assert "closed 2 process groups" in (tmp_path / rank_log).read_text(), rank_log
+    assert "terminate called" not in out and "still referenced" not in out
 
 
 def test_workers_close_their_process_groups(tool):
