@@ -1,4 +1,7 @@
-"""Name -> constructor registry behind :func:`hiera_backbones.build_backbone`."""
+"""Name -> constructor registry behind :func:`hiera_backbones.build_backbone`.
+
+The model modules (``hiera``, ``hieradet``, ``hvt``) register their constructors when
+``hiera_backbones.models`` imports them, before anything can reach this module."""
 
 from __future__ import annotations
 
@@ -49,10 +52,6 @@ def build_backbone(
     Returns:
         A module whose ``forward(x)`` returns a tuple of channels-first stage maps.
     """
-    # Importing the model modules fills the registry; done here so that importing the
-    # registry alone stays cheap.
-    from . import hiera, hieradet, hvt  # noqa: F401
-
     if name not in _MODELS:
         close = difflib.get_close_matches(name, _MODELS, n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
