@@ -22,7 +22,10 @@ compilation itself is warm-up and not timed), reported as its speed-up over our 
 
 Inputs: image224 (224x224), det1024 (1024x1024, the detection input), video16x224 (16x224x224).
 Peak memory is CUDA's allocator peak on GPU; on CPU it is the growth of the process's peak RSS
-while one step runs, measured in a fresh subprocess per configuration (``--memory``).
+while one step runs, measured in a fresh subprocess per configuration (``--memory``). With
+``--memory`` a training input also gets "saved for bwd": the MiB of the distinct storages
+autograd saves during one training forward, parameters left out (the activation memory; counted,
+not sampled, so the same on every machine; see ``saved_for_backward_mb``).
 """
 
 from __future__ import annotations
@@ -216,6 +219,35 @@ def peak_memory_mb(impl: str, name: str, input_key: str, batch: int, backward: b
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def saved_for_backward_mb(model: torch.nn.Module, fn: Callable, x: torch.Tensor,
+                          dtype: torch.dtype = torch.float32) -> float:
+    """MiB autograd keeps for backward during one training forward: the distinct storages of
+    every tensor it saves, the model's own parameters and buffers left out. This is the
+    activation memory a training step holds at its peak, counted rather than sampled, so the
+    same code path gives the same number on any CPU or GPU (attention kernels that save
+    different things, e.g. flash attention's log-sum-exp, are the exception)."""
+    own = {
+        t.untyped_storage().data_ptr()
+        for t in (*model.parameters(), *model.buffers())
+    }
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr not in own:  # a storage saved twice (or as views) counts once
+            storages[ptr] = max(storages.get(ptr, 0), storage.nbytes())
+        return tensor
+
+    autocast = torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32)
+    # The packed tensors stay referenced by the graph until it is freed, so no storage
+    # address is reused while the forward runs.
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), autocast:
+        outs = fn(x)
+    del outs
+    return sum(storages.values()) / 2**20
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -301,6 +333,9 @@ def run(args: argparse.Namespace) -> list[dict]:
                     info[impl]["fwd_bwd_mem_mb" if backward else "fwd_mem_mb"] = peak_memory_mb(
                         impl, name, input_key, batch, backward, device, args.dtype
                     )
+                if True in modes:
+                    model, fn = built[impl]
+                    info[impl]["saved_mb"] = saved_for_backward_mb(model, fn, x, dtype)
         for impl in impls:
             row = {"model": name, "input": input_key, "batch": batch, "impl": impl, **info[impl]}
             if impl == "compiled" and "fwd_times" in info["ours"]:
@@ -314,7 +349,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                             row[f"{key}_vs_{ref}"] = paired_ratio(
                                 other[f"{key}_times"], ours[f"{key}_times"]
                             )
-                    for key in ("fwd_mem", "fwd_bwd_mem"):
+                    for key in ("fwd_mem", "fwd_bwd_mem", "saved"):
                         if f"{key}_mb" in ours:
                             row[f"{key}_vs_{ref}"] = ours[f"{key}_mb"] / max(
                                 other[f"{key}_mb"], 1e-3
@@ -353,8 +388,9 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
         "| model | input | batch | impl | params (M) | GMACs | fwd /s | fwd+bwd /s "
         "| fwd peak MB | fwd+bwd peak MB | fwd vs official | fwd vs timm "
         "| fwd+bwd vs official | fwd+bwd vs timm | fwd mem vs official "
-        "| fwd+bwd mem vs official | compiled vs eager |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| fwd+bwd mem vs official | compiled vs eager | saved for bwd MiB "
+        "| saved vs official | saved vs timm |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         cells = [
@@ -365,6 +401,8 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
             _fmt(r, "fwd_bwd_vs_official", ".2f", "×"), _fmt(r, "fwd_bwd_vs_timm", ".2f", "×"),
             _fmt(r, "fwd_mem_vs_official", ".2f", "×"),
             _fmt(r, "fwd_bwd_mem_vs_official", ".2f", "×"), _fmt(r, "fwd_vs_eager", ".2f", "×"),
+            _fmt(r, "saved_mb", ".1f"), _fmt(r, "saved_vs_official", ".2f", "×"),
+            _fmt(r, "saved_vs_timm", ".2f", "×"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     if args.device == "cuda":
@@ -439,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
                         choices=list(INPUTS),
                         help="inputs that also get forward+backward timing (default: all)")
     parser.add_argument("--memory", action="store_true",
-                        help="also measure peak memory (of each timed mode)")
+                        help="also measure peak memory (of each timed mode) and what autograd "
+                        "saves for backward")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--dtype", default="fp32", choices=list(DTYPES))
     parser.add_argument("--out", default="benchmark_results.md", help="Markdown table")

@@ -110,3 +110,72 @@ def test_sam2_trunk_rows_next_to_timm(tmp_path, monkeypatch):
     assert extra * 1e9 == pytest.approx(resize_macs, rel=1e-3)
     assert rows["ours"]["params_m"] == pytest.approx(26.85, abs=0.01)
     assert rows["ours"]["fwd_vs_timm"] > 0 and rows["ours"]["fwd_bwd_vs_timm"] > 0
+
+
+def test_saved_for_backward_counts_distinct_activation_storages():
+    """Linear saves its input (its weight is a parameter: left out), ReLU its output: 2x4 + 2x8
+    float32 values. A tensor saved twice, or as a view, counts once."""
+    x = torch.randn(2, 4)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU())
+    assert benchmark.saved_for_backward_mb(model, model, x) * 2**20 == (2 * 4 + 2 * 8) * 4
+    no_params = torch.nn.Identity()
+
+    def twice(t):  # mul saves both operands: the same storage; t[0] is a view of it
+        return t * t + t[0].exp()
+
+    y = torch.randn(3, 5, requires_grad=True)
+    # t * t saves y once; exp saves its result (5 values); y[0] is a view of y.
+    assert benchmark.saved_for_backward_mb(no_params, twice, y) * 2**20 == (3 * 5 + 5) * 4
+
+
+def test_memory_run_reports_saved_activations_and_ratios(tmp_path, monkeypatch):
+    """``--memory``: the saved-for-backward column of each implementation and ours over theirs
+    (peak RSS, measured in fresh processes, is test_readme_commands' and
+    test_benchmark_memory_in_a_fresh_process's)."""
+    monkeypatch.setattr(benchmark, "peak_memory_mb", lambda *args: 1.0)
+    raw = tmp_path / "b.json"
+    assert benchmark.main([
+        "--models", "hiera_tiny_224", "--inputs", "image224", "--batch", "1", "--rounds", "1",
+        "--impls", "ours", "official", "timm", "--memory",
+        "--out", str(tmp_path / "b.md"), "--plot", str(tmp_path / "b.png"), "--json", str(raw),
+    ]) == 0
+    rows = {r["impl"]: r for r in json.loads(raw.read_text())}
+    saved = {impl: row["saved_mb"] for impl, row in rows.items()}
+    # Measured (Hiera-T, 224, batch 1, fp32): ours 90.3 MiB, official 98.6, timm 105.8. Counted,
+    # not timed: the same on every machine, so a regression of a few MiB shows.
+    assert 80 < saved["ours"] < saved["official"] < saved["timm"] < 120, saved
+    assert rows["ours"]["saved_vs_timm"] == pytest.approx(saved["ours"] / saved["timm"])
+    assert rows["ours"]["saved_vs_official"] == pytest.approx(saved["ours"] / saved["official"])
+    assert "| saved for bwd MiB |" in (tmp_path / "b.md").read_text()
+
+
+def test_gpu_check_script_on_the_cpu_path(tmp_path):
+    """tools/gpu_check.sh, the one command for a lent GPU, run through its CPU path at the
+    smallest setting: it writes one table, plot and JSON per (input, dtype) run it was given,
+    with the memory and saved-for-backward columns, and skips runs whose model list is empty."""
+    import os
+    import subprocess
+    import sys
+
+    from tool_scripts import ROOT
+
+    env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "MODELS_224": "hiera_tiny_224",
+           "MODELS_DET": "", "MODELS_VIDEO": "", "BATCH_224": "1", "DTYPES": "fp32",
+           "ROUNDS": "1", "WARMUP": "0", "IMPLS": "ours timm", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(["bash", str(ROOT / "tools" / "gpu_check.sh"), str(tmp_path / "out")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "image224_fp32.json", "image224_fp32.md", "image224_fp32.png"]
+    rows = {r["impl"]: r for r in json.loads((tmp_path / "out" / "image224_fp32.json").read_text())}
+    assert set(rows) == {"ours", "timm"}
+    for row in rows.values():
+        assert row["fwd_bwd_mem_mb"] > 0 and row["saved_mb"] > 0
+    assert rows["ours"]["saved_vs_timm"] == pytest.approx(
+        rows["ours"]["saved_mb"] / rows["timm"]["saved_mb"])
+    assert "| saved for bwd MiB |" in out.stdout and "gpu_check: done" in out.stdout
+    missing = subprocess.run(["bash", str(ROOT / "tools" / "gpu_check.sh"), str(tmp_path / "x")],
+                             capture_output=True, text=True, timeout=300,
+                             env={**env, "DEVICE": "cuda", "CUDA_VISIBLE_DEVICES": ""})
+    assert missing.returncode != 0 and "no CUDA device" in missing.stderr
+    assert not any((tmp_path / "x").iterdir())  # nothing measured, nothing written
