@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .layers import Mlp
+
 __all__ = ["StageBackbone", "backbone_layer_id", "take_indices"]
 
 
@@ -213,6 +215,15 @@ class StageBackbone(nn.Module):
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
+
+    def set_mlp_recompute(self, enable: bool = True) -> None:
+        """Training saves less for backward: every MLP keeps fc1's input and output only and
+        recomputes GELU in backward (``layers.Mlp.recompute_act``). Gradients are plain
+        autograd's up to GEMM rounding; costs one GELU pass per MLP in backward. Cheaper than
+        ``grad_checkpointing`` (which reruns whole blocks) and combinable with it."""
+        for module in self.modules():
+            if isinstance(module, Mlp):
+                module.recompute_act = enable
 
     # ------------------------------------------------------------------ frozen stages
     def _set_frozen_stages(self, frozen_stages: int) -> None:
