@@ -209,7 +209,7 @@ def patch_numpy2_removed_names(
         if not missing:
             continue
         try:
-            module = sys.modules.get(module_name) or import_module(module_name)
+            module = import_module(module_name)  # the imported module, if it is
         except ImportError:  # an optional part that does not import here
             continue
         aliases = [key for key, value in vars(module).items() if value is numpy]

@@ -176,8 +176,13 @@ class Timer:
         return time.perf_counter() - start
 
 
+def _autocast(device: str, dtype: torch.dtype) -> torch.autocast:
+    """Mixed precision for a low-precision ``dtype``; fp32 runs as is."""
+    return torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32)
+
+
 def make_step(fn: Callable, x: torch.Tensor, backward: bool, device: str, dtype: torch.dtype):
-    autocast = torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32)
+    autocast = _autocast(device, dtype)
 
     def step() -> None:
         if backward:
@@ -239,7 +244,7 @@ def saved_for_backward_mb(model: torch.nn.Module, fn: Callable, x: torch.Tensor,
             storages[ptr] = max(storages.get(ptr, 0), storage.nbytes())
         return tensor
 
-    autocast = torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32)
+    autocast = _autocast(x.device.type, dtype)
     # The packed tensors stay referenced by the graph until it is freed, so no storage
     # address is reused while the forward runs.
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), autocast:

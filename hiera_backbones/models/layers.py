@@ -186,7 +186,6 @@ class _GeluMlpFunction(torch.autograd.Function):
         ctx.autocast = (device, torch.is_autocast_enabled(device),
                         torch.get_autocast_dtype(device))
         ctx.approximate = approximate
-        ctx.has_bias = (b1 is not None, b2 is not None)
         ctx.save_for_backward(x, hidden, w1, w2)
         return out
 
@@ -194,7 +193,7 @@ class _GeluMlpFunction(torch.autograd.Function):
     def backward(ctx, grad_out):  # noqa: D102
         x, hidden, w1, w2 = ctx.saved_tensors
         device, enabled, dtype = ctx.autocast
-        needs = ctx.needs_input_grad
+        needs = ctx.needs_input_grad  # False for an absent bias too
         grad_x = grad_w1 = grad_b1 = grad_w2 = grad_b2 = None
         with torch.autocast(device, dtype=dtype, enabled=enabled):
             act = F.gelu(hidden, approximate=ctx.approximate)
@@ -202,7 +201,7 @@ class _GeluMlpFunction(torch.autograd.Function):
             if needs[3]:
                 grad_w2 = flat_grad.t().mm(act.reshape(-1, act.shape[-1]).to(flat_grad.dtype))
             del act
-            if needs[4] and ctx.has_bias[1]:
+            if needs[4]:
                 grad_b2 = flat_grad.sum(0)
             grad_act = F.linear(grad_out, w2.t())
             grad_hidden = torch.ops.aten.gelu_backward(
@@ -212,7 +211,7 @@ class _GeluMlpFunction(torch.autograd.Function):
             if needs[1]:
                 flat_x = x.reshape(-1, x.shape[-1])
                 grad_w1 = flat_hidden.t().mm(flat_x.to(flat_hidden.dtype))
-            if needs[2] and ctx.has_bias[0]:
+            if needs[2]:
                 grad_b1 = flat_hidden.sum(0)
             if needs[0]:
                 grad_x = F.linear(grad_hidden, w1.t())
