@@ -152,7 +152,8 @@ def test_memory_run_reports_saved_activations_and_ratios(tmp_path, monkeypatch):
 def test_gpu_check_script_on_the_cpu_path(tmp_path):
     """tools/gpu_check.sh, the one command for a lent GPU, run through its CPU path at the
     smallest setting: it writes one table, plot and JSON per (input, dtype) run it was given,
-    with the memory and saved-for-backward columns, and skips runs whose model list is empty."""
+    with the memory and saved-for-backward columns, skips runs whose model list is empty, leaves
+    the official rows out where hiera-transformer is missing, and stops at once without CUDA."""
     import os
     import subprocess
     import sys
@@ -174,6 +175,19 @@ def test_gpu_check_script_on_the_cpu_path(tmp_path):
     assert rows["ours"]["saved_vs_timm"] == pytest.approx(
         rows["ours"]["saved_mb"] / rows["timm"]["saved_mb"])
     assert "| saved for bwd MiB |" in out.stdout and "gpu_check: done" in out.stdout
+    # Without the official package (an import of it fails, as on a machine that lacks it) its
+    # rows are left out, with a note, instead of the run failing.
+    fake = tmp_path / "no_hiera" / "hiera"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('hiera-transformer is not installed')\n")
+    no_official = subprocess.run(
+        ["bash", str(ROOT / "tools" / "gpu_check.sh"), str(tmp_path / "no_official")],
+        capture_output=True, text=True, timeout=600,
+        env={**env, "IMPLS": "ours official", "PYTHONPATH": str(fake.parent)})
+    assert no_official.returncode == 0, no_official.stdout[-2000:] + no_official.stderr[-2000:]
+    assert "no official rows" in no_official.stderr
+    rows = json.loads((tmp_path / "no_official" / "image224_fp32.json").read_text())
+    assert [r["impl"] for r in rows] == ["ours"]
     missing = subprocess.run(["bash", str(ROOT / "tools" / "gpu_check.sh"), str(tmp_path / "x")],
                              capture_output=True, text=True, timeout=300,
                              env={**env, "DEVICE": "cuda", "CUDA_VISIBLE_DEVICES": ""})
