@@ -62,10 +62,14 @@ def layer_decay_rules(
             f"layer-wise lr decay needs model.{backbone_attr} with get_layer_id() and num_layers "
             f"(a hiera_backbones Hiera or HVT); {type(model).__name__}.{backbone_attr} is {kind}"
         )
-    num_layers = int(backbone.num_layers if num_layers is None else num_layers)
     no_decay = set(backbone.no_weight_decay()) if hasattr(backbone, "no_weight_decay") else set()
-    prefix = f"{backbone_attr}."
+    if num_layers is None:  # the backbone's own ids (its get_layer_id, from 0 to num_layers)
+        num_layers = int(backbone.num_layers)
+        ids = {name: backbone.get_layer_id(name) for name, _ in backbone.named_parameters()}
+    else:  # a forced depth: the shared rule with that many blocks
+        num_layers = int(num_layers)
+        ids = {name: layer_id(name, num_layers, "") for name, _ in backbone.named_parameters()}
     return {
-        prefix + name: (lr_scale(prefix + name, rate, num_layers, prefix), name in no_decay)
+        f"{backbone_attr}.{name}": (rate ** (num_layers - ids[name]), name in no_decay)
         for name, _ in backbone.named_parameters()
     }

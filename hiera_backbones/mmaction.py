@@ -46,7 +46,6 @@ resume its own checkpoints on torch >= 2.6 (see
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -74,12 +73,14 @@ from .checkpoints import (  # noqa: E402
     check_fit,
     framework_state,
     read_backbone_weights,
+    read_checkpoint,
     resolve_source,
 )
 from .models import HVT as _HVT  # noqa: E402
 from .models import Hiera as _Hiera  # noqa: E402
-from .openmmlab.args import check_hiera_task, checked_input_size  # noqa: E402
-from .openmmlab.loading import PretrainedInitMixin, allow_mmengine_checkpoints  # noqa: E402
+from .openmmlab.args import check_hiera_task  # noqa: E402
+from .openmmlab.backbone import OpenMMLabBackbone  # noqa: E402
+from .openmmlab.loading import allow_mmengine_checkpoints  # noqa: E402
 from .openmmlab.optim import LayerDecayOptimWrapperConstructor  # noqa: E402
 
 __all__ = [
@@ -122,7 +123,7 @@ def require_ava() -> None:
 
 
 # ---------------------------------------------------------------------- backbones
-class _VideoBackboneMixin(PretrainedInitMixin):
+class _VideoBackboneMixin(OpenMMLabBackbone):
     """mmengine glue shared by the video backbones: ``init_cfg`` (any backbone file, or a
     trained recognizer's ``backbone.*``), input padding, and one tensor out when one stage is
     requested."""
@@ -193,18 +194,12 @@ class Hiera(_VideoBackboneMixin, _Hiera, BaseModule):
     ) -> None:
         _no_classifier(kwargs, arch)
         check_hiera_task(arch, kwargs, 3, "video")
-        super().__init__(
-            arch,
-            **kwargs,
-            input_size=checked_input_size(input_size, 3, arch, "video"),
-            out_indices=tuple(out_indices),
-            out_norm=out_norm,
-            drop_path_rate=drop_path_rate,
-            grad_checkpointing=grad_checkpointing,
-            frozen_stages=frozen_stages,
+        self._init_backbone(
+            arch, kwargs, task="video", input_size=input_size, out_indices=out_indices,
+            init_cfg=init_cfg, out_norm=out_norm, drop_path_rate=drop_path_rate,
+            grad_checkpointing=grad_checkpointing, frozen_stages=frozen_stages,
         )
         self.pad_input = bool(pad_input)
-        self.init_cfg = copy.deepcopy(init_cfg)
 
 
 @MODELS.register_module(name="HVT")
@@ -247,32 +242,25 @@ class HVT(_VideoBackboneMixin, _HVT, BaseModule):
         _no_classifier(kwargs, arch)
         if out_indices is None:
             out_indices = (len(_HVT.stage_info(arch, **kwargs)) - 1,)
-        kwargs.update(
-            input_size=checked_input_size(input_size, 3, arch, "video"),
-            patch_size=patch_size,
-            pooling="2d",
-            video=True,
-            temporal_pool=temporal_pool,
-            out_indices=tuple(out_indices),
-            out_norm=out_norm,
-            drop_path_rate=drop_path_rate,
-            grad_checkpointing=grad_checkpointing,
-            frozen_stages=frozen_stages,
+        self._init_backbone(
+            arch, kwargs, task="video", input_size=input_size, out_indices=out_indices,
+            patch_size=patch_size, pooling="2d", video=True, temporal_pool=temporal_pool,
+            init_cfg=init_cfg, out_norm=out_norm, drop_path_rate=drop_path_rate,
+            grad_checkpointing=grad_checkpointing, frozen_stages=frozen_stages,
         )
-        super().__init__(arch, **kwargs)
         self.pad_input = bool(pad_input)
-        self.init_cfg = copy.deepcopy(init_cfg)
 
 
 # ---------------------------------------------------------------------- heads
 def _classifier_state(head: HieraHead, path: str, prefix: str | None) -> dict[str, torch.Tensor]:
     """The classifier tensors of ``path`` under the head's names (``norm.*``, ``fc_cls.*``)."""
+    raw = read_checkpoint(path)  # the one read: both readings below share it
     # A framework checkpoint (a trained recognizer): its cls_head.* as they are.
-    found = framework_state(path, prefix or "cls_head.")
+    found = framework_state(raw, prefix or "cls_head.")
     if found:
         return found
     # Any Hiera / HVT format: official fine-tuned files, `hiera-convert --keep-head` output.
-    weights = read_backbone_weights(path)
+    weights = read_backbone_weights(raw)
     if not weights.head:
         raise CheckpointError(
             f"{path} has no classifier (norm/head), e.g. an MAE or backbone-only file: train "

@@ -29,7 +29,6 @@ allow_mmengine_checkpoints`).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import torch
@@ -41,8 +40,9 @@ from torch import nn
 from .models import HVT as _HVT
 from .models import Hiera as _Hiera
 from .models import HieraDet as _HieraDet
-from .openmmlab.args import check_hiera_task, checked_input_size
-from .openmmlab.loading import PretrainedInitMixin, allow_mmengine_checkpoints
+from .openmmlab.args import check_hiera_task
+from .openmmlab.backbone import OpenMMLabBackbone
+from .openmmlab.loading import allow_mmengine_checkpoints
 from .openmmlab.optim import LayerDecayOptimWrapperConstructor
 
 __all__ = ["HVT", "Hiera", "HieraDet", "LayerDecayOptimWrapperConstructor", "LayerNorm2d"]
@@ -55,7 +55,7 @@ allow_mmengine_checkpoints()
 
 
 @MODELS.register_module(name="Hiera")
-class Hiera(PretrainedInitMixin, _Hiera, BaseModule):
+class Hiera(OpenMMLabBackbone, _Hiera, BaseModule):
     """Hiera image backbone for MMDetection: NCHW maps at strides 4/8/16/32.
 
     Args:
@@ -89,21 +89,15 @@ class Hiera(PretrainedInitMixin, _Hiera, BaseModule):
         **kwargs,
     ) -> None:
         check_hiera_task(arch, kwargs, 2, "detection")
-        super().__init__(
-            arch,
-            **kwargs,
-            input_size=checked_input_size(input_size, 2, arch, "detection"),
-            out_indices=tuple(out_indices),
-            out_norm=out_norm,
-            drop_path_rate=drop_path_rate,
-            grad_checkpointing=grad_checkpointing,
-            frozen_stages=frozen_stages,
+        self._init_backbone(
+            arch, kwargs, task="detection", input_size=input_size, out_indices=out_indices,
+            init_cfg=init_cfg, out_norm=out_norm, drop_path_rate=drop_path_rate,
+            grad_checkpointing=grad_checkpointing, frozen_stages=frozen_stages,
         )
-        self.init_cfg = copy.deepcopy(init_cfg)
 
 
 @MODELS.register_module(name="HieraDet")
-class HieraDet(PretrainedInitMixin, _HieraDet, BaseModule):
+class HieraDet(OpenMMLabBackbone, _HieraDet, BaseModule):
     """SAM 2 / SAM 2.1 HieraDet trunk for MMDetection: NCHW maps at strides 4/8/16/32
     (Hiera-B+: 112/224/448/896 channels).
 
@@ -132,21 +126,15 @@ class HieraDet(PretrainedInitMixin, _HieraDet, BaseModule):
         init_cfg: dict | list[dict] | None = None,
         **kwargs,
     ) -> None:
-        super().__init__(
-            arch,
-            **kwargs,
-            input_size=checked_input_size(input_size, 2, arch, "detection"),
-            out_indices=tuple(out_indices),
-            out_norm=out_norm,
-            drop_path_rate=drop_path_rate,
-            grad_checkpointing=grad_checkpointing,
-            frozen_stages=frozen_stages,
+        self._init_backbone(
+            arch, kwargs, task="detection", input_size=input_size, out_indices=out_indices,
+            init_cfg=init_cfg, out_norm=out_norm, drop_path_rate=drop_path_rate,
+            grad_checkpointing=grad_checkpointing, frozen_stages=frozen_stages,
         )
-        self.init_cfg = copy.deepcopy(init_cfg)
 
 
 @MODELS.register_module(name="HVT")
-class HVT(PretrainedInitMixin, _HVT, BaseModule):
+class HVT(OpenMMLabBackbone, _HVT, BaseModule):
     """HVT backbone for MMDetection with 2D (grid) pooling: NCHW maps at strides
     ``patch_size * 2**k``; ``patch_size=4`` gives 4/8/16/32/64 for HVT-S-4's five stages.
 
@@ -176,19 +164,12 @@ class HVT(PretrainedInitMixin, _HVT, BaseModule):
     ) -> None:
         if kwargs.pop("video", False) or kwargs.pop("pooling", "2d") != "2d":
             raise ValueError(f"{arch}: detection needs 2D maps (pooling='2d', video=False)")
-        super().__init__(
-            arch,
-            **kwargs,
-            input_size=checked_input_size(input_size, 2, arch, "detection"),
-            patch_size=patch_size,
-            pooling="2d",
-            out_indices=None if out_indices is None else tuple(out_indices),
-            out_norm=out_norm,
-            drop_path_rate=drop_path_rate,
-            grad_checkpointing=grad_checkpointing,
-            frozen_stages=frozen_stages,
+        self._init_backbone(
+            arch, kwargs, task="detection", input_size=input_size, out_indices=out_indices,
+            patch_size=patch_size, pooling="2d",
+            init_cfg=init_cfg, out_norm=out_norm, drop_path_rate=drop_path_rate,
+            grad_checkpointing=grad_checkpointing, frozen_stages=frozen_stages,
         )
-        self.init_cfg = copy.deepcopy(init_cfg)
 
 
 @MODELS.register_module(name="LayerNorm2d")

@@ -53,13 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the official package is needed: pip install hiera-transformer==0.1.4")
     from hiera_backbones import build_backbone
     from hiera_backbones.checkpoints import CheckpointError, read_backbone_weights
+    from hiera_backbones.checkpoints.verify import load_into_reference, random_input, stage_errors
     from hiera_backbones.models import HIERA_CONFIGS
-    from hiera_backbones.parity import (
-        FP32_RTOL,
-        map_errors,
-        official_hiera,
-        official_stage_maps,
-    )
+    from hiera_backbones.parity import FP32_RTOL, official_hiera, official_stage_maps
 
     if args.model not in HIERA_CONFIGS:
         parser.error(f"unknown model {args.model!r}; choose from {', '.join(HIERA_CONFIGS)}")
@@ -83,19 +79,18 @@ def main(argv: list[str] | None = None) -> int:
     official = official_hiera(args.model, input_size=size)  # video too, any size
     weights = "random"
     if read is not None:
-        missing, unexpected = official.load_state_dict(read.backbone, strict=False)
-        if unexpected or any(not k.startswith(("norm.", "head.")) for k in missing):
-            parser.error(f"--checkpoint: {args.checkpoint} does not fit the official "
-                         f"{args.model}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        try:
+            load_into_reference(official, read.backbone, f"the official {args.model}")
+        except CheckpointError as err:
+            parser.error(f"--checkpoint: {args.checkpoint} does not fit: {err}")
         weights = f"{args.checkpoint} ({read.source_format})"
     ours.load_state_dict(
         {k: v for k, v in official.state_dict().items() if not k.startswith(("norm.", "head."))},
         strict=True,
     )
     print(f"{args.model} at {'x'.join(map(str, size))}, batch {args.batch}, weights: {weights}")
-    x = torch.randn(args.batch, 3, *size)
-    with torch.no_grad():
-        errors = map_errors(ours(x), official_stage_maps(official, x))
+    x = random_input(args.batch, size, args.seed)
+    errors = stage_errors(ours, lambda t: official_stage_maps(official, t), x)
     for stage, err in enumerate(errors):
         print(f"stage {stage}: shape {err.shape}  {METRIC} {err.rel:.3e}")
     worst = max(err.rel for err in errors)

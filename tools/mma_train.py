@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,14 +40,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _is_mmengine_checkpoint(spec: str) -> bool:
     """True for a whole-model file mmengine saved (``state_dict`` of a recognizer/detector);
     False for backbone weights (official files, ``model:tag`` names, converter output)."""
-    from hiera_backbones.checkpoints import content_metadata, read_checkpoint
+    from hiera_backbones.checkpoints import identify, read_checkpoint
 
     if not os.path.exists(spec):
         return False  # "<model>:<tag>", resolved by init_cfg
-    content = read_checkpoint(spec).content
-    if content_metadata(content) is not None:
-        return False
-    return isinstance(content.get("state_dict"), Mapping)
+    return identify(read_checkpoint(spec)).framework == "mmengine"
 
 
 def _use_weights_file(cfg, spec: str) -> None:

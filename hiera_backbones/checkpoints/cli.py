@@ -7,8 +7,9 @@ import logging
 import sys
 import warnings
 
-from .convert import SOURCE_FORMATS, TARGETS, convert_checkpoint
+from .convert import TARGETS, convert_checkpoint
 from .hub import OFFICIAL_CHECKPOINTS
+from .identify import FORMAT_ALIASES, SOURCE_FORMATS
 from .io import CheckpointError
 
 EPILOG = """\
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("src", help="checkpoint file, hub folder, or <model>:<tag>")
     parser.add_argument("dst", help="output file (.pth, or .safetensors for --to backbone)")
     parser.add_argument("--to", required=True, choices=TARGETS, help="target framework layout")
-    parser.add_argument("--from", dest="from_format", choices=SOURCE_FORMATS,
+    parser.add_argument("--from", dest="from_format", choices=(*SOURCE_FORMATS, *FORMAT_ALIASES),
                         help="force the source format instead of detecting it from the keys")
     parser.add_argument("--keep-head", action="store_true",
                         help="keep the classifier (norm.*, head.projection.*)")

@@ -25,43 +25,15 @@ from torch import nn
 
 from .. import __version__
 from ..models.pos_embed import resize_pos_embed, resize_temporal_pos_embed
-from ..parity import (
-    FP32_RTOL,
-    MapError,
-    map_errors,
-    official_hiera,
-    official_stage_maps,
-    timm_reference,
-    timm_stage_maps,
-)
 from .fit import check_fit
-from .hiera_formats import (
-    HIERA_FORMATS,
-    detect_hiera_format,
-    infer_hiera_arch,
-    split_hiera_state,
-    to_abs_win,
-    to_official_hiera,
-)
-from .hieradet_formats import (
-    HIERADET_FORMATS,
-    detect_hieradet_format,
-    hieradet_state_from_content,
-    infer_hieradet_arch,
-    is_hieradet_arch,
-)
+from .hiera_formats import infer_hiera_arch, split_hiera_state, to_abs_win, to_official_hiera
+from .hieradet_formats import hieradet_state_from_content, infer_hieradet_arch
 from .hub import resolve_source
-from .hvt_formats import (
-    HVT_FORMATS,
-    detect_hvt_format,
-    hvt_state_from_content,
-    infer_hvt_arch,
-    split_hvt_state,
-    vit_to_hvt,
-)
+from .hvt_formats import hvt_state_from_content, infer_hvt_arch, split_hvt_state, vit_to_hvt
 from .hvt_layouts import hvt_1d_to_2d_state_dict, inflate_hvt_state_dict
+from .identify import SOURCE_FORMATS, identify
 from .io import CheckpointError, RawCheckpoint, read_checkpoint, save_atomic
-from .metadata import OWN_FORMAT, own_metadata, read_own_state
+from .metadata import OWN_FORMAT
 
 __all__ = [
     "TARGETS",
@@ -70,7 +42,6 @@ __all__ = [
     "convert_checkpoint",
     "export_weights",
     "read_backbone_weights",
-    "verify_against_official",
 ]
 
 TARGETS = ("backbone", "detectron2", "mmdet", "mmaction")
@@ -80,7 +51,6 @@ TARGET_PREFIXES = {
     "mmdet": "backbone.",
     "mmaction": "backbone.",
 }
-SOURCE_FORMATS = (*HIERA_FORMATS, *HIERADET_FORMATS, *HVT_FORMATS, "hiera-backbones")
 HVT_MODES = ("1d", "2d", "video")
 #: HVT layout each target needs by default: detectors want 2D maps, MMAction2 video.
 DEFAULT_HVT_MODE = {"backbone": None, "detectron2": "2d", "mmdet": "2d", "mmaction": "video"}
@@ -95,9 +65,17 @@ class BackboneWeights:
     head: dict[str, torch.Tensor]
     dropped: list[str]
     source_format: str
-    source_sha256: str
-    source_file: str
+    source: RawCheckpoint = field(repr=False)
     source_state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    @property
+    def source_file(self) -> str:
+        return self.source.path
+
+    @property
+    def source_sha256(self) -> str:
+        """Hashed when first asked for (a written file records it; loading never needs it)."""
+        return self.source.sha256
 
     def metadata(self, target: str, prefix: str, with_head: bool) -> dict[str, Any]:
         return {
@@ -115,38 +93,6 @@ class BackboneWeights:
             "source_file": os.path.basename(self.source_file),
             "dropped": sorted(self.dropped),
         }
-
-
-def _family(fmt: str, own: dict | None) -> str:
-    if fmt == "hiera-backbones":
-        arch = str((own or {}).get("arch", ""))
-        if is_hieradet_arch(arch):
-            return "hieradet"
-        return "hvt" if arch.startswith(("hvt", "scale_hvt")) else "hiera"
-    if fmt in HIERADET_FORMATS:
-        return "hieradet"
-    return "hvt" if fmt in HVT_FORMATS else "hiera"
-
-
-def _detect(raw: RawCheckpoint, from_format: str | None, own: dict | None) -> str:
-    content = raw.content
-    detected = (
-        "hiera-backbones"
-        if own
-        else detect_hieradet_format(content)
-        or detect_hiera_format(content)
-        or detect_hvt_format(content)
-    )
-    fmt = from_format or detected
-    if fmt is None:
-        sample = ", ".join(list(content)[:6])
-        raise CheckpointError(
-            f"{raw.path}: unrecognised checkpoint format (top-level keys: {sample}). Supported: "
-            f"{', '.join(SOURCE_FORMATS)}; pass --from to force one."
-        )
-    if fmt not in SOURCE_FORMATS:
-        raise CheckpointError(f"unknown --from {fmt!r}; choose from {', '.join(SOURCE_FORMATS)}")
-    return fmt
 
 
 def _saved_kwargs(own: dict | None) -> dict:
@@ -201,9 +147,14 @@ def read_backbone_weights(
         raw = src
     else:
         raw = read_checkpoint(resolve_source(src), allow_pickle=allow_pickle)
-    own = own_metadata(raw)
-    fmt = _detect(raw, from_format, own)
-    family = _family(fmt, own)
+    found = identify(raw, from_format)
+    own, fmt, family = found.own, found.source_format, found.family
+    if fmt is None:
+        sample = ", ".join(list(raw.content)[:6])
+        raise CheckpointError(
+            f"{raw.path}: unrecognised checkpoint format (top-level keys: {sample}). Supported: "
+            f"{', '.join(SOURCE_FORMATS)}; pass --from to force one."
+        )
     if family == "hvt":
         mode = hvt_mode or DEFAULT_HVT_MODE.get(target or "backbone")
         return _read_hvt(raw, fmt, own, input_size, mode, patch_size, arch, num_heads)
@@ -244,8 +195,7 @@ def read_backbone_weights(
         head=head,
         dropped=sorted(mae),
         source_format=fmt,
-        source_sha256=raw.sha256,
-        source_file=raw.path,
+        source=raw,
         source_state=state,
     )
 
@@ -277,8 +227,7 @@ def _read_hieradet(raw, fmt, own, input_size, arch) -> BackboneWeights:
         head={},
         dropped=dropped,
         source_format=fmt,
-        source_sha256=raw.sha256,
-        source_file=raw.path,
+        source=raw,
         source_state=dict(backbone),
     )
 
@@ -297,7 +246,7 @@ def _read_hvt(raw, fmt, own, input_size, mode, patch_size, arch, num_heads) -> B
     dropped = sorted({*dropped, *extra_dropped})
     if fmt == "hvt-official":
         name, build_kwargs = infer_hvt_arch(backbone)
-    elif fmt == "hiera-backbones":
+    elif fmt == OWN_FORMAT:
         name, build_kwargs = own["arch"], _saved_kwargs(own)
     if arch and arch != name:
         raise CheckpointError(f"{raw.path} holds {name} weights, not {arch}")
@@ -348,8 +297,7 @@ def _read_hvt(raw, fmt, own, input_size, mode, patch_size, arch, num_heads) -> B
         head=head,
         dropped=dropped,
         source_format=fmt,
-        source_sha256=raw.sha256,
-        source_file=raw.path,
+        source=raw,
         source_state=source,
     )
 
@@ -499,147 +447,9 @@ def convert_checkpoint(
     )
     meta = export_weights(weights, dst, to, keep_head, force, prefix)
     if verify:
+        from .verify import verify_against_official
+
         errors = verify_against_official(weights, dst)
         meta["verify_max_rel_error"] = max(e.rel for e in errors)
         meta["verify_max_abs_diff"] = max(e.max_abs for e in errors)
     return meta
-
-
-def verify_against_official(
-    weights: BackboneWeights, dst: str, batch: int = 1
-) -> list[MapError]:
-    """Per-stage errors between the source model holding the *source* weights and our backbone
-    holding the *written* ones; raises if a stage's ``max|diff| / max|map|`` exceeds
-    :data:`~hiera_backbones.parity.FP32_RTOL` (fp32 rounding; real weights have maps far larger
-    than random ones, so an absolute bound would reject correct conversions).
-
-    Hiera: the source model is the official implementation. HVT: the official-layout (1D) model
-    built from the source tensors; 2D / video / ViT-initialised weights have no source model
-    with the same architecture, so they cannot be verified this way."""
-    if weights.arch.startswith(("hvt", "scale_hvt")):
-        return _verify_hvt(weights, dst, batch)
-    if weights.build_kwargs.get("abs_win") and "pos_embed_win" not in weights.source_state:
-        return _verify_abs_win_from_plain(weights, dst, batch)
-    if is_hieradet_arch(weights.arch) or "pos_embed_win" in weights.backbone:
-        return _verify_timm(weights, dst, batch)
-    from ..models import build_backbone
-
-    size = tuple(weights.build_kwargs["input_size"])
-    try:
-        official = official_hiera(weights.arch, input_size=size, num_classes=1)
-    except ImportError:
-        raise CheckpointError(
-            "--verify needs the official package: pip install hiera-transformer==0.1.4"
-        ) from None
-    source = dict(weights.source_state)
-    ref_sizes = official.state_dict()
-    for key in ("pos_embed", "pos_embed_spatial", "pos_embed_temporal"):
-        if key in source and source[key].shape != ref_sizes[key].shape:
-            source[key] = weights.backbone[key]  # resized on conversion, by the shared rule
-    backbone_source = {
-        k: v for k, v in source.items() if k in ref_sizes and not k.startswith(("norm.", "head."))
-    }
-    missing, _ = official.load_state_dict(backbone_source, strict=False)
-    if any(not k.startswith(("norm.", "head.")) for k in missing):
-        raise CheckpointError(f"verify: the source lacks official backbone keys {missing[:5]}")
-    state, meta = read_own_state(dst)
-    ours = build_backbone(_base_arch(meta["arch"]), **weights.build_kwargs).eval()
-    missing, unexpected = ours.load_state_dict(
-        {k: v for k, v in state.items() if not k.startswith(("norm.", "head."))}, strict=False
-    )
-    if missing or unexpected:
-        raise CheckpointError(f"verify: {dst} misses {missing[:5]} / has extra {unexpected[:5]}")
-    x = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        got = ours(x)
-    return _checked(got, official_stage_maps(official, x))
-
-
-def _checked(got, ref) -> list[MapError]:
-    errors = map_errors(got, ref)
-    for stage, err in enumerate(errors):
-        if not err.rel <= FP32_RTOL:
-            raise CheckpointError(
-                f"verify failed: stage {stage} differs from the source model ({err}; "
-                f"allowed {FP32_RTOL:.0e} relative)"
-            )
-    return errors
-
-
-def _verify_timm(weights: BackboneWeights, dst: str, batch: int) -> list[MapError]:
-    """SAM 2 trunks and abs-win Hiera: timm's model (same state-dict names as ours) holding the
-    converted tensors against our backbone holding the written ones."""
-    from ..models import build_backbone
-
-    state, meta = read_own_state(dst)
-    ours = build_backbone(_base_arch(meta["arch"]), **weights.build_kwargs).eval()
-    size = tuple(ours.input_size)
-    if meta["arch"] not in ours.arch_zoo:
-        raise CheckpointError(f"--verify: {meta['arch']} has no timm counterpart")
-    reference = timm_reference(meta["arch"], size)
-    missing, unexpected = reference.load_state_dict(weights.backbone, strict=False)
-    if unexpected or any(not k.startswith("head.") for k in missing):
-        raise CheckpointError(
-            f"verify: timm's {meta['arch']} misses {missing[:5]} / has extra {unexpected[:5]}"
-        )
-    missing, unexpected = ours.load_state_dict(
-        {k: v for k, v in state.items() if not k.startswith(("norm.", "head."))}, strict=False
-    )
-    if missing or unexpected:
-        raise CheckpointError(f"verify: {dst} misses {missing[:5]} / has extra {unexpected[:5]}")
-    x = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        got = ours(x)
-    return _checked(got, timm_stage_maps(reference, x))
-
-
-def _verify_abs_win_from_plain(weights: BackboneWeights, dst: str, batch: int) -> list[MapError]:
-    """MAE / official weights made abs-win (``--abs-win``): at the size the source embedding
-    was learned on, our abs-win backbone holding the written tensors must be the official
-    plain model holding the source tensors (no abs-win tensor depends on the input size, so
-    the written file is checked at that size whatever size it was converted for)."""
-    from ..models import build_backbone
-
-    state, meta = read_own_state(dst)
-    grid = tuple(weights.build_kwargs["global_pos_size"])
-    base = _base_arch(meta["arch"])
-    stride = _build_model(base, weights.build_kwargs).patch_stride
-    size = tuple(g * p for g, p in zip(grid, stride))
-    ours = build_backbone(base, **{**weights.build_kwargs, "input_size": size}).eval()
-    ours.load_state_dict({k: v for k, v in state.items() if not k.startswith(("norm.", "head."))})
-    try:
-        official = official_hiera(base, input_size=size, num_classes=1)
-    except ImportError:
-        raise CheckpointError(
-            "--verify needs the official package: pip install hiera-transformer==0.1.4"
-        ) from None
-    source = {
-        k: v for k, v in weights.source_state.items()
-        if k in official.state_dict() and not k.startswith(("norm.", "head."))
-    }
-    missing, _ = official.load_state_dict(source, strict=False)
-    if any(not k.startswith(("norm.", "head.")) for k in missing):
-        raise CheckpointError(f"verify: the source lacks official backbone keys {missing[:5]}")
-    x = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        got = ours(x)
-    return _checked(got, official_stage_maps(official, x))
-
-
-def _verify_hvt(weights: BackboneWeights, dst: str, batch: int) -> list[MapError]:
-    from ..models import build_backbone
-
-    kwargs = weights.build_kwargs
-    if kwargs.get("pooling", "1d") != "1d" or weights.source_format == "vit":
-        raise CheckpointError(
-            "--verify compares with the source model, which exists only for official-layout "
-            "(1D) HVT weights; 2D, video and ViT-initialised HVT weights are new architectures"
-        )
-    source = build_backbone(weights.arch, **kwargs).eval()
-    source.load_state_dict(weights.source_state, strict=True)
-    state, meta = read_own_state(dst)
-    ours = build_backbone(meta["arch"], **kwargs).eval()
-    ours.load_state_dict({k: v for k, v in state.items() if not k.startswith(("norm.", "head."))})
-    x = torch.randn(batch, 3, *kwargs["input_size"], generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        return _checked(ours(x), source(x))

@@ -11,7 +11,8 @@ Formats (``source_format`` values):
   LayerScale ``blocks.N.ls1/ls2.gamma``), which are :class:`Hiera` arch options here.
 * ``hiera-hf``: Hugging Face transformers ``HieraModel`` / ``HieraForImageClassification`` /
   ``HieraForPreTraining`` (``embeddings.*``, ``encoder.stages.S.layers.L.*``).
-* ``hiera-backbones``: files written by this package (any target), re-read.
+* ``hiera_backbones`` (:data:`~.metadata.OWN_FORMAT`): files written by this package (any
+  target), re-read.
 
 :func:`to_abs_win` turns a plain (official / MAE) image Hiera's learned position embedding into
 the abs-win pair (background grid + one mask unit's window embedding), so MAE weights start an
@@ -28,6 +29,7 @@ import torch
 
 from ..models.hiera import HIERA_CONFIGS, Hiera
 from .io import CheckpointError
+from .metadata import OWN_FORMAT
 
 __all__ = [
     "HIERA_FORMATS",
@@ -146,7 +148,7 @@ def to_official_hiera(content: Mapping, source_format: str) -> dict[str, torch.T
     state = strip_wrapper_prefix(state)
     if source_format == "hiera-timm":
         return _from_timm(state)
-    if source_format in ("hiera-hub", "hiera-backbones"):
+    if source_format in ("hiera-hub", OWN_FORMAT):
         return dict(state)
     raise CheckpointError(f"unknown Hiera format {source_format!r}; choose from {HIERA_FORMATS}")
 

@@ -16,7 +16,7 @@ Formats (``source_format`` values):
   ``layer_norm1/2`` -> ``norm1/2``, ``mlp.proj_in/proj_out`` -> ``mlp.fc1/fc2``; the trunk is
   kept, the rest of SAM 2 dropped and listed, anything else makes the file unknown.
 
-Files this package wrote for a HieraDet (``hiera-backbones``) are read by ``convert.py`` with
+Files this package wrote for a HieraDet (``hiera_backbones``) are read by ``convert.py`` with
 their metadata. The architecture is recognised from shapes (width, blocks per stage, background
 position-embedding grid) and matched against :data:`HIERADET_CONFIGS`: heads, windows and
 global-attention blocks have no shapes of their own, so they come from the zoo.
@@ -125,7 +125,7 @@ def hieradet_state_from_content(
     content: Mapping, source_format: str
 ) -> tuple[dict[str, torch.Tensor], list[str], dict[str, torch.Tensor]]:
     """``(backbone under our names, dropped keys, unknown keys)`` of a checkpoint's content.
-    ``source_format`` is one of :data:`HIERADET_FORMATS` or ``"hiera-backbones"``."""
+    ``source_format`` is one of :data:`HIERADET_FORMATS` or ``"hiera_backbones"`` (ours)."""
     state = content.get("model", content)
     if source_format == "sam2-hf":
         return _hf_state(state)

@@ -19,7 +19,7 @@ import re
 import secrets
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,14 +50,22 @@ class CheckpointError(Exception):
 
 @dataclass
 class RawCheckpoint:
-    """What was read from disk, before any interpretation of the keys."""
+    """What was read from disk, before any interpretation of the keys: read once, then passed
+    along (identification, conversion, loading) instead of the path."""
 
     content: dict[str, Any]  # the top-level object (a dict)
     path: str
-    sha256: str
     file_format: str  # "torch" | "safetensors" | "hf-hub-dir"
     config: dict[str, Any] = field(default_factory=dict)  # config.json of a hub folder
     safetensors_metadata: dict[str, str] = field(default_factory=dict)
+    _sha256: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def sha256(self) -> str:
+        """The file's SHA-256, computed on first use (only files written from it record it)."""
+        if self._sha256 is None:
+            self._sha256 = sha256_file(self.path)
+        return self._sha256
 
 
 #: Files larger than this show a progress bar (on stderr) while they are hashed.
@@ -103,23 +111,27 @@ def _read_safetensors(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str
     return tensors, metadata
 
 
-def _torch_load(path: str, allow_pickle: bool, mmap: bool, stacklevel: int = 4) -> Any:
+def _torch_load(
+    path: str, allow_pickle: bool, mmap: bool, map_location: Any, extra_globals: Sequence[Any],
+    stacklevel: int = 4,
+) -> Any:
     if allow_pickle:
         warnings.warn(
             f"loading {path} with weights_only=False: a malicious file can run arbitrary code. "
             "Only do this for files you trust.",
             stacklevel=stacklevel,
         )
-        return torch.load(path, map_location="cpu", weights_only=False)
-    with torch.serialization.safe_globals(SAFE_GLOBALS):
+        return torch.load(path, map_location=map_location, weights_only=False)
+    # The allowlist holds only while this file is read: torch's process-wide one is untouched.
+    with torch.serialization.safe_globals([*SAFE_GLOBALS, *extra_globals]):
         if mmap:
             try:
-                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
             except RuntimeError as err:
                 if "mmap" not in str(err):
                     raise
         # Legacy (non-zip) serialization cannot be memory-mapped.
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
 
 
 def _is_pickle_stream(path: str) -> bool:
@@ -136,7 +148,14 @@ def _is_pickle_stream(path: str) -> bool:
     return True
 
 
-def load_torch_file(path: str, allow_pickle: bool = False, mmap: bool = True) -> Any:
+def load_torch_file(
+    path: str,
+    allow_pickle: bool = False,
+    mmap: bool = True,
+    *,
+    map_location: Any = "cpu",
+    extra_globals: Sequence[Any] = (),
+) -> Any:
     """``torch.load`` of a ``.pth`` file, safely: ``weights_only=True`` plus
     :data:`SAFE_GLOBALS` unless ``allow_pickle``. A file that holds other pickled objects, or a
     truncated / corrupt one, raises :class:`CheckpointError` saying which and what to do.
@@ -144,16 +163,22 @@ def load_torch_file(path: str, allow_pickle: bool = False, mmap: bool = True) ->
     ``mmap`` memory-maps the file where its format allows (one copy of the weights in memory
     while converting). Pass ``mmap=False`` when the loaded tensors may outlive the file, e.g.
     a resumed optimizer state when training then overwrites that checkpoint: rewriting a
-    mapped file invalidates the mapped tensors (SIGBUS)."""
+    mapped file invalidates the mapped tensors (SIGBUS).
+
+    ``extra_globals`` are allowed besides :data:`SAFE_GLOBALS` for this read only (e.g. what
+    mmengine's own checkpoints hold, :func:`~hiera_backbones.openmmlab.loading.
+    mmengine_safe_globals`); ``map_location`` is :func:`torch.load`'s."""
     try:
-        return _torch_load(path, allow_pickle, mmap)
+        return _torch_load(path, allow_pickle, mmap, map_location, extra_globals)
     except pickle.UnpicklingError as err:
         if not _is_pickle_stream(path):
             raise CheckpointError(
                 f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?)"
             ) from None
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
-        what = f" (it references {found[1]})" if found else ""
+        refused = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(err))
+        what = (f" (it references {found[1]})" if found
+                else f" ({refused[1].strip()})" if refused else "")
         raise CheckpointError(
             f"{path} holds pickled Python objects, not only tensors{what}, so it was not loaded: "
             "a pickle can run arbitrary code. If you trust the file, pass --allow-pickle "
@@ -170,9 +195,11 @@ def load_torch_file(path: str, allow_pickle: bool = False, mmap: bool = True) ->
         ) from None
 
 
-def read_checkpoint(path: str, allow_pickle: bool = False) -> RawCheckpoint:
+def read_checkpoint(path: str, allow_pickle: bool = False, mmap: bool = True) -> RawCheckpoint:
     """Reads a ``.pth``/``.pt``/``.bin``/``.safetensors`` file or a Hugging Face hub folder
-    (``config.json`` + ``model.safetensors``)."""
+    (``config.json`` + ``model.safetensors``), once: pass the result on (every reader of this
+    package takes a :class:`RawCheckpoint` where it takes a path). ``mmap``: see
+    :func:`load_torch_file`."""
     if not os.path.exists(path):
         raise CheckpointError(f"{path} does not exist")
     config: dict[str, Any] = {}
@@ -191,19 +218,19 @@ def read_checkpoint(path: str, allow_pickle: bool = False) -> RawCheckpoint:
             except (OSError, json.JSONDecodeError) as err:
                 raise CheckpointError(f"{cfg_path} is not valid JSON: {err}") from None
         tensors, meta = _read_safetensors(weights)
-        return RawCheckpoint(tensors, weights, sha256_file(weights), "hf-hub-dir", config, meta)
+        return RawCheckpoint(tensors, weights, "hf-hub-dir", config, meta)
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"{path} is empty")
     if path.endswith(".safetensors"):
         tensors, meta = _read_safetensors(path)
-        return RawCheckpoint(tensors, path, sha256_file(path), "safetensors", {}, meta)
+        return RawCheckpoint(tensors, path, "safetensors", {}, meta)
 
-    obj = load_torch_file(path, allow_pickle)
+    obj = load_torch_file(path, allow_pickle, mmap)
     if not isinstance(obj, Mapping):
         raise CheckpointError(
             f"{path} holds a {type(obj).__name__}, not a state dict; save model.state_dict()"
         )
-    return RawCheckpoint(dict(obj), path, sha256_file(path), "torch")
+    return RawCheckpoint(dict(obj), path, "torch")
 
 
 def save_atomic(

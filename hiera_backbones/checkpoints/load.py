@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -22,8 +21,9 @@ from torch import nn
 from .convert import BackboneWeights, read_backbone_weights
 from .fit import check_fit, state_mismatch
 from .hub import resolve_source
+from .identify import identify
 from .io import CheckpointError, RawCheckpoint, read_checkpoint
-from .metadata import content_metadata
+from .metadata import OWN_FORMAT
 
 __all__ = [
     "CLASSIFIER_PREFIXES",
@@ -85,7 +85,7 @@ def _with_head(model: nn.Module, weights: BackboneWeights) -> dict[str, torch.Te
 
 def load_backbone_checkpoint(
     model: nn.Module,
-    src: str,
+    src: str | RawCheckpoint,
     from_format: str | None = None,
     allow_pickle: bool = False,
 ) -> BackboneWeights:
@@ -97,19 +97,13 @@ def load_backbone_checkpoint(
     return weights
 
 
-def framework_state(path: str, prefix: str) -> dict[str, torch.Tensor] | None:
+def framework_state(src: str | RawCheckpoint, prefix: str) -> dict[str, torch.Tensor] | None:
     """The ``prefix`` keys (prefix and DDP's ``module.`` stripped) of a whole-model checkpoint a
     framework saved: mmengine ``{"state_dict": ...}`` or detectron2 ``{"model": ...}``. None for
-    files this package wrote (their metadata says how to read them) and for anything else."""
-    content = read_checkpoint(path).content
-    if content_metadata(content) is not None:
-        return None
-    state = content.get("state_dict", content.get("model"))
-    if not isinstance(state, Mapping):
-        return None
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    found = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    return {k: v for k, v in found.items() if isinstance(v, torch.Tensor)} or None
+    files this package wrote (their metadata says how to read them) and for anything else
+    (:meth:`~.identify.Identity.state_under`)."""
+    raw = src if isinstance(src, RawCheckpoint) else read_checkpoint(src)
+    return identify(raw).state_under(prefix)
 
 
 def load_pretrained(module: nn.Module, checkpoint: Any, prefix: str = "backbone.") -> str:
@@ -130,7 +124,8 @@ def load_pretrained(module: nn.Module, checkpoint: Any, prefix: str = "backbone.
         raise ValueError(f"checkpoint={checkpoint!r}: pass a file, '<model>:<tag>' or a URL")
     path = resolve_source(checkpoint)
     name = type(module).__name__
-    state = framework_state(path, prefix)
+    raw = read_checkpoint(path)  # the one read: both readings below share it
+    state = framework_state(raw, prefix)
     if state is not None:
         mismatch = state_mismatch(
             module, state, ignore_missing=NEW_LAYER_PREFIXES, ignore_unexpected=CLASSIFIER_PREFIXES
@@ -146,7 +141,7 @@ def load_pretrained(module: nn.Module, checkpoint: Any, prefix: str = "backbone.
                 + (f"; ignored: {', '.join(i + '.*' for i in ignored)}" if ignored else "")
             )
     try:
-        weights = load_backbone_checkpoint(module, path)
+        weights = load_backbone_checkpoint(module, raw)
     except CheckpointError as err:
         if state is None:
             raise
@@ -155,7 +150,7 @@ def load_pretrained(module: nn.Module, checkpoint: Any, prefix: str = "backbone.
             f"file is no backbone checkpoint either ({err}). Build the backbone as in the model "
             "that was saved (same arch, input_size, out_indices, out_norm)."
         ) from None
-    how = "converted on the fly" if weights.source_format != "hiera-backbones" else "as converted"
+    how = "converted on the fly" if weights.source_format != OWN_FORMAT else "as converted"
     return (
         f"{name}: loaded {weights.arch} weights from {path} ({weights.source_format}, {how}; "
         f"position embedding at input_size {tuple(getattr(module, 'input_size', ()))})"

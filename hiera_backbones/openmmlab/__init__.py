@@ -2,6 +2,7 @@
 needed to ``import hiera_backbones``; each imports mmengine where it needs it):
 
 * :mod:`.args`: task checks of a backbone's arguments (image vs video model, ``input_size``).
+* :mod:`.backbone`: the one constructor of the registered backbones (arguments -> model).
 * :mod:`.loading`: ``init_cfg=dict(type='Pretrained')`` for our backbones (through
   :func:`hiera_backbones.checkpoints.load_pretrained`) and safe loading of mmengine's own
   checkpoints on torch >= 2.6.

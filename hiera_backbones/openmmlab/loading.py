@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import pickle
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-
 __all__ = [
     "PretrainedInitMixin",
     "allow_mmengine_checkpoints",
+    "load_mmengine_local",
     "mmengine_safe_globals",
 ]
 
@@ -67,22 +67,35 @@ def mmengine_safe_globals() -> list[Any]:
     ]
 
 
+def load_mmengine_local(filename: str, map_location: Any = None) -> Any:
+    """mmengine's loader of local checkpoint files (``CheckpointLoader``'s ``''`` scheme:
+    ``load_from``, ``resume``, ``Pretrained`` init), reading with ``weights_only=True`` and
+    allowing :func:`mmengine_safe_globals` for this read only. Not memory-mapped: a resumed
+    optimizer state lives on while training overwrites the file it came from."""
+    from ..checkpoints import load_torch_file
+
+    filename = os.path.expanduser(filename)
+    if not os.path.isfile(filename):
+        raise FileNotFoundError(f"{filename} can not be found.")  # mmengine's own message
+    return load_torch_file(
+        filename, mmap=False, map_location=map_location, extra_globals=mmengine_safe_globals()
+    )
+
+
 def allow_mmengine_checkpoints() -> None:
-    """Lets mmengine 0.10.x resume (``resume=True``, ``load_from``) on torch >= 2.6.
+    """Lets mmengine 0.10.x load (``resume=True``, ``load_from``) the checkpoints it writes, on
+    torch >= 2.6, without widening torch's process-wide allowlist.
 
     mmengine 0.10.7 calls ``torch.load`` without ``weights_only``, so torch >= 2.6 loads with
-    ``weights_only=True`` and refuses the checkpoints mmengine itself writes. Rather than turning
-    the check off (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``), this adds only the classes of
-    :func:`mmengine_safe_globals` to torch's allowlist; any other object in a file is still
-    refused. Idempotent; a no-op on torch < 2.4 (no allowlist, and no ``weights_only`` default).
-    """
-    add = getattr(torch.serialization, "add_safe_globals", None)
-    if add is None:
-        return
-    current = torch.serialization.get_safe_globals()
-    missing = [g for g in mmengine_safe_globals() if g not in current]
-    if missing:
-        add(missing)
+    ``weights_only=True`` and refuses mmengine's own checkpoints (``HistoryBuffer``, numpy).
+    Rather than turning the check off (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``) or adding those
+    classes to ``torch.serialization``'s global allowlist (which every other ``torch.load`` in
+    the process would then accept), this makes :func:`load_mmengine_local` mmengine's loader of
+    local files: the classes are allowed inside that one read, and any other object in a file is
+    refused. Idempotent."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    CheckpointLoader.register_scheme(prefixes="", loader=load_mmengine_local, force=True)
 
 
 class PretrainedInitMixin:

@@ -27,6 +27,7 @@ from tool_scripts import ROOT
 
 from hiera_backbones import build_backbone
 from hiera_backbones.checkpoints import (
+    OWN_FORMAT,
     CheckpointError,
     convert_checkpoint,
     load_backbone_checkpoint,
@@ -172,8 +173,21 @@ def test_safetensors_output_and_reconversion(sources, tmp_path, official_tiny):
     # Our own files convert onward, keeping the architecture metadata.
     again = tmp_path / "d2.pth"
     meta = convert_checkpoint(str(st), str(again), to="detectron2", verify=True)
-    assert meta["source_format"] == "hiera-backbones"
+    assert meta["source_format"] == "hiera_backbones"  # OWN_FORMAT, as in the meta record
     assert meta["verify_max_rel_error"] <= FP32_RTOL
+
+
+def test_own_format_has_one_name_and_the_old_one_still_reads(sources, tmp_path, capsys):
+    """The files we write are ``hiera_backbones`` everywhere (the meta record's ``format`` and
+    ``source_format`` when re-read); ``--from hiera-backbones`` (the old spelling) still works."""
+    own = tmp_path / "own.pth"
+    meta = convert_checkpoint(str(sources["official-ft"]), str(own), to="mmdet")
+    assert meta["format"] == OWN_FORMAT == "hiera_backbones"
+    assert read_backbone_weights(str(own)).source_format == OWN_FORMAT
+    assert read_backbone_weights(str(own), "hiera-backbones").source_format == OWN_FORMAT
+    code, out, _ = run_cli_in_process(capsys, own, tmp_path / "again.pth", "--to", "backbone",
+                                      "--from", "hiera-backbones")
+    assert code == 0 and f"({OWN_FORMAT})" in out
 
 
 def test_input_size_resizes_pos_embed_once(sources, tmp_path):

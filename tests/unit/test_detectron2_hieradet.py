@@ -244,7 +244,7 @@ def test_path_handler_reads_the_source_once_and_reuses_its_conversion(offline_ca
     """``hiera_backbones://``: one read of the source per load (it picks the backbone and names
     the converted file); a second load of the same source for the same backbone finds the
     converted file and writes nothing."""
-    import hiera_backbones.detectron2 as d2_adapter
+    import hiera_backbones.detectron2.checkpoint as d2_adapter
 
     tag = "sam2.1_hiera_tiny:sa1b"
     save_random_sam2_release(in_download_cache(offline_cache, tag), "sam2_hiera_tiny")

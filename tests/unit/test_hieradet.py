@@ -148,7 +148,7 @@ def test_sam2_release_verify_and_reread(release_file, tmp_path):
     meta = convert_checkpoint(str(release_file[0]), str(dst), input_size=(256, 256), verify=True)
     assert meta["verify_max_rel_error"] < 1e-5
     again = read_backbone_weights(str(dst))  # our own file, re-read
-    assert again.arch == "sam2_hiera_tiny" and again.source_format == "hiera-backbones"
+    assert again.arch == "sam2_hiera_tiny" and again.source_format == "hiera_backbones"
 
 
 def test_abswin_converts_and_verifies(abswin_small, tmp_path):

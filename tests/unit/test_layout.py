@@ -62,8 +62,9 @@ def test_checkpoints_and_helpers_import_no_framework(path):
     assert not bad, f"{path.name} imports {sorted(bad)}"
 
 
-@pytest.mark.parametrize("path", [*_modules(""), *_modules("openmmlab"), *_modules("models"),
-                                  *_modules("data")], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [*_modules(""), *_modules("openmmlab"), *_modules("detectron2"),
+                                  *_modules("models"), *_modules("data")],
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_only_checkpoints_load_files_or_download(path):
     """Outside checkpoints/, no module calls torch.load or downloads: adapters go through
     checkpoints.load_torch_file / read_checkpoint / resolve_source."""

@@ -1,0 +1,46 @@
+"""The one constructor of the OpenMMLab backbones (MMDetection's and MMAction2's ``Hiera``,
+``HieraDet``, ``HVT``): each registered class keeps its own signature and defaults (what a
+config sees) and hands its arguments to :meth:`OpenMMLabBackbone._init_backbone`."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .args import checked_input_size
+from .loading import PretrainedInitMixin
+
+__all__ = ["OpenMMLabBackbone"]
+
+#: ``input_size`` dimensions per task.
+_TASK_DIMS = {"detection": 2, "video": 3}
+
+
+class OpenMMLabBackbone(PretrainedInitMixin):
+    """Mixed in before one of our models and mmengine's ``BaseModule``."""
+
+    def _init_backbone(
+        self,
+        arch: str | Mapping[str, Any],
+        model_kwargs: Mapping[str, Any],
+        *,
+        task: str,
+        input_size: Sequence[int],
+        out_indices: Sequence[int] | None,
+        init_cfg: dict | list[dict] | None,
+        **common: Any,
+    ) -> None:
+        """Builds the model (next in the MRO) with ``model_kwargs`` (the config's extra model
+        arguments) and ``common`` (the wrapper's own: ``out_norm``, ``drop_path_rate``,
+        ``grad_checkpointing``, ``frozen_stages``, ...); ``input_size`` checked for ``task``
+        (``"detection"``: ``(H, W)``, ``"video"``: ``(T, H, W)``); ``init_cfg`` kept for
+        :meth:`init_weights` (a copy: mmengine edits it)."""
+        super().__init__(
+            arch,
+            **model_kwargs,
+            **common,
+            input_size=checked_input_size(input_size, _TASK_DIMS[task], arch, task),
+            out_indices=None if out_indices is None else tuple(out_indices),
+        )
+        self.init_cfg = copy.deepcopy(init_cfg)
