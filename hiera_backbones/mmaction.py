@@ -47,6 +47,7 @@ resume its own checkpoints on torch >= 2.6 (see
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -130,6 +131,33 @@ class _VideoBackboneMixin(OpenMMLabBackbone):
 
     pad_input: bool
 
+    def __init__(
+        self,
+        arch: str | dict | None = None,
+        input_size: Sequence[int] = (16, 224, 224),
+        out_indices: Sequence[int] | None = None,
+        out_norm: bool = False,
+        pad_input: bool = False,
+        drop_path_rate: float = 0.0,
+        grad_checkpointing: bool = False,
+        frozen_stages: int = -1,
+        init_cfg: dict | list[dict] | None = None,
+        **kwargs,
+    ) -> None:
+        """Arguments: see :class:`Hiera`; ``out_indices`` None is the last stage."""
+        arch = self.default_arch if arch is None else arch
+        _no_classifier(kwargs, arch)
+        if out_indices is None:  # the last stage, as the official classifier and AVA heads use
+            model_kwargs = dict(kwargs)
+            self._check_arch(arch, model_kwargs)
+            out_indices = (len(self.stage_info(arch, **model_kwargs)) - 1,)
+        self._init_backbone(
+            arch, kwargs, task="video", input_size=input_size, out_indices=out_indices,
+            init_cfg=init_cfg, out_norm=out_norm, drop_path_rate=drop_path_rate,
+            grad_checkpointing=grad_checkpointing, frozen_stages=frozen_stages,
+        )
+        self.pad_input = bool(pad_input)
+
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5:
             return x  # the model's own check reports the shape
@@ -161,8 +189,9 @@ class Hiera(_VideoBackboneMixin, _Hiera, BaseModule):
     """Hiera video backbone for MMAction2: ``(N, C, T/2, H/s, W/s)`` maps, ``s`` = 4, 8, 16, 32.
 
     Args:
-        arch: a video model of :data:`~hiera_backbones.models.HIERA_CONFIGS`
-            (``hiera_{base,base_plus,large,huge}_16x224``) or a dict of architecture overrides
+        arch: a video model of :data:`~hiera_backbones.models.HIERA_CONFIGS` (default
+            ``hiera_base_16x224``; ``hiera_{base,base_plus,large,huge}_16x224``) or a dict
+            of architecture overrides
             (``dict(base='hiera_base_16x224', embed_dim=32, stages=(1, 1, 2, 1))``).
         input_size: ``(T, H, W)`` the position embedding is kept at (pretrained weights are
             resized to it once); other inputs with T even and H, W multiples of 32 still run
@@ -179,27 +208,12 @@ class Hiera(_VideoBackboneMixin, _Hiera, BaseModule):
             ``embed_dim`` for a reduced model).
     """
 
-    def __init__(
-        self,
-        arch: str | dict = "hiera_base_16x224",
-        input_size: Sequence[int] = (16, 224, 224),
-        out_indices: Sequence[int] = (3,),
-        out_norm: bool = False,
-        pad_input: bool = False,
-        drop_path_rate: float = 0.0,
-        grad_checkpointing: bool = False,
-        frozen_stages: int = -1,
-        init_cfg: dict | list[dict] | None = None,
-        **kwargs,
-    ) -> None:
-        _no_classifier(kwargs, arch)
-        check_hiera_task(arch, kwargs, 3, "video")
-        self._init_backbone(
-            arch, kwargs, task="video", input_size=input_size, out_indices=out_indices,
-            init_cfg=init_cfg, out_norm=out_norm, drop_path_rate=drop_path_rate,
-            grad_checkpointing=grad_checkpointing, frozen_stages=frozen_stages,
-        )
-        self.pad_input = bool(pad_input)
+    default_arch = "hiera_base_16x224"  # the model's default is an image model
+
+    @classmethod
+    def _check_arch(cls, arch: Any, model_kwargs: dict[str, Any]) -> dict[str, Any]:
+        check_hiera_task(arch, model_kwargs, 3, "video")
+        return {}
 
 
 @MODELS.register_module(name="HVT")
@@ -228,27 +242,19 @@ class HVT(_VideoBackboneMixin, _HVT, BaseModule):
         input_size: Sequence[int] = (16, 224, 224),
         patch_size: int = 16,
         out_indices: Sequence[int] | None = None,
-        out_norm: bool = False,
         temporal_pool: bool = False,
-        pad_input: bool = False,
-        drop_path_rate: float = 0.0,
-        grad_checkpointing: bool = False,
-        frozen_stages: int = -1,
-        init_cfg: dict | list[dict] | None = None,
         **kwargs,
     ) -> None:
-        if kwargs.pop("pooling", "2d") != "2d" or not kwargs.pop("video", True):
-            raise ValueError(f"{arch}: MMAction2 needs the video model (pooling='2d', video=True)")
-        _no_classifier(kwargs, arch)
-        if out_indices is None:
-            out_indices = (len(_HVT.stage_info(arch, **kwargs)) - 1,)
-        self._init_backbone(
-            arch, kwargs, task="video", input_size=input_size, out_indices=out_indices,
-            patch_size=patch_size, pooling="2d", video=True, temporal_pool=temporal_pool,
-            init_cfg=init_cfg, out_norm=out_norm, drop_path_rate=drop_path_rate,
-            grad_checkpointing=grad_checkpointing, frozen_stages=frozen_stages,
+        super().__init__(
+            arch, input_size, out_indices, patch_size=patch_size, temporal_pool=temporal_pool,
+            **kwargs,
         )
-        self.pad_input = bool(pad_input)
+
+    @classmethod
+    def _check_arch(cls, arch: Any, model_kwargs: dict[str, Any]) -> dict[str, Any]:
+        if model_kwargs.pop("pooling", "2d") != "2d" or not model_kwargs.pop("video", True):
+            raise ValueError(f"{arch}: MMAction2 needs the video model (pooling='2d', video=True)")
+        return {"pooling": "2d", "video": True}
 
 
 # ---------------------------------------------------------------------- heads

@@ -30,6 +30,7 @@ allow_mmengine_checkpoints`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -54,14 +55,36 @@ if "LayerDecayOptimWrapperConstructor" not in OPTIM_WRAPPER_CONSTRUCTORS.module_
 allow_mmengine_checkpoints()
 
 
+class _DetectionBackbone(OpenMMLabBackbone):
+    """The constructor MMDetection's backbones share (arguments: see :class:`Hiera`)."""
+
+    def __init__(
+        self,
+        arch: str | dict | None = None,
+        input_size: Sequence[int] = (1024, 1024),
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        out_norm: bool = True,
+        drop_path_rate: float = 0.0,
+        grad_checkpointing: bool = False,
+        frozen_stages: int = -1,
+        init_cfg: dict | list[dict] | None = None,
+        **kwargs,
+    ) -> None:
+        self._init_backbone(
+            arch, kwargs, task="detection", input_size=input_size, out_indices=out_indices,
+            init_cfg=init_cfg, out_norm=out_norm, drop_path_rate=drop_path_rate,
+            grad_checkpointing=grad_checkpointing, frozen_stages=frozen_stages,
+        )
+
+
 @MODELS.register_module(name="Hiera")
-class Hiera(OpenMMLabBackbone, _Hiera, BaseModule):
+class Hiera(_DetectionBackbone, _Hiera, BaseModule):
     """Hiera image backbone for MMDetection: NCHW maps at strides 4/8/16/32.
 
     Args:
-        arch: an image model of :data:`~hiera_backbones.models.HIERA_CONFIGS`
-            (``hiera_{tiny,small,base,base_plus,large,huge}_224``), timm's abs-win
-            ``hiera_{small,base}_abswin_256`` or a dict of architecture overrides
+        arch: an image model of :data:`~hiera_backbones.models.HIERA_CONFIGS` (default
+            ``hiera_base_224``; ``hiera_{tiny,small,base,base_plus,large,huge}_224``), timm's
+            abs-win ``hiera_{small,base}_abswin_256`` or a dict of architecture overrides
             (``dict(base='hiera_tiny_224', embed_dim=32)``).
         input_size: ``(H, W)`` the position embedding is kept at (pretrained weights are
             resized to it once); other inputs with H, W multiples of 32 still run (resized on
@@ -76,33 +99,19 @@ class Hiera(OpenMMLabBackbone, _Hiera, BaseModule):
         **kwargs: any other :class:`hiera_backbones.models.Hiera` argument (e.g. ``stages``).
     """
 
-    def __init__(
-        self,
-        arch: str | dict = "hiera_base_224",
-        input_size: Sequence[int] = (1024, 1024),
-        out_indices: Sequence[int] = (0, 1, 2, 3),
-        out_norm: bool = True,
-        drop_path_rate: float = 0.0,
-        grad_checkpointing: bool = False,
-        frozen_stages: int = -1,
-        init_cfg: dict | list[dict] | None = None,
-        **kwargs,
-    ) -> None:
-        check_hiera_task(arch, kwargs, 2, "detection")
-        self._init_backbone(
-            arch, kwargs, task="detection", input_size=input_size, out_indices=out_indices,
-            init_cfg=init_cfg, out_norm=out_norm, drop_path_rate=drop_path_rate,
-            grad_checkpointing=grad_checkpointing, frozen_stages=frozen_stages,
-        )
+    @classmethod
+    def _check_arch(cls, arch: Any, model_kwargs: dict[str, Any]) -> dict[str, Any]:
+        check_hiera_task(arch, model_kwargs, 2, "detection")
+        return {}
 
 
 @MODELS.register_module(name="HieraDet")
-class HieraDet(OpenMMLabBackbone, _HieraDet, BaseModule):
+class HieraDet(_DetectionBackbone, _HieraDet, BaseModule):
     """SAM 2 / SAM 2.1 HieraDet trunk for MMDetection: NCHW maps at strides 4/8/16/32
     (Hiera-B+: 112/224/448/896 channels).
 
     Args:
-        arch: ``sam2_hiera_{tiny,small,base_plus,large}`` or a dict of architecture overrides
+        arch: ``sam2_hiera_{tiny,small,base_plus,large}`` (default ``sam2_hiera_base_plus``) or a
             (``dict(base='sam2_hiera_tiny', embed_dim=32, stages=(1, 1, 2, 1))``).
         input_size: the nominal ``(H, W)`` (multiples of 32); no parameter depends on it (the
             abs-win position embedding is interpolated for every input).
@@ -114,27 +123,9 @@ class HieraDet(OpenMMLabBackbone, _HieraDet, BaseModule):
             ``global_att_blocks``, ...).
     """
 
-    def __init__(
-        self,
-        arch: str | dict = "sam2_hiera_base_plus",
-        input_size: Sequence[int] = (1024, 1024),
-        out_indices: Sequence[int] = (0, 1, 2, 3),
-        out_norm: bool = True,
-        drop_path_rate: float = 0.0,
-        grad_checkpointing: bool = False,
-        frozen_stages: int = -1,
-        init_cfg: dict | list[dict] | None = None,
-        **kwargs,
-    ) -> None:
-        self._init_backbone(
-            arch, kwargs, task="detection", input_size=input_size, out_indices=out_indices,
-            init_cfg=init_cfg, out_norm=out_norm, drop_path_rate=drop_path_rate,
-            grad_checkpointing=grad_checkpointing, frozen_stages=frozen_stages,
-        )
-
 
 @MODELS.register_module(name="HVT")
-class HVT(OpenMMLabBackbone, _HVT, BaseModule):
+class HVT(_DetectionBackbone, _HVT, BaseModule):
     """HVT backbone for MMDetection with 2D (grid) pooling: NCHW maps at strides
     ``patch_size * 2**k``; ``patch_size=4`` gives 4/8/16/32/64 for HVT-S-4's five stages.
 
@@ -155,21 +146,15 @@ class HVT(OpenMMLabBackbone, _HVT, BaseModule):
         input_size: Sequence[int] = (1024, 1024),
         patch_size: int = 4,
         out_indices: Sequence[int] | None = None,
-        out_norm: bool = True,
-        drop_path_rate: float = 0.0,
-        grad_checkpointing: bool = False,
-        frozen_stages: int = -1,
-        init_cfg: dict | list[dict] | None = None,
         **kwargs,
     ) -> None:
-        if kwargs.pop("video", False) or kwargs.pop("pooling", "2d") != "2d":
+        super().__init__(arch, input_size, out_indices, patch_size=patch_size, **kwargs)
+
+    @classmethod
+    def _check_arch(cls, arch: Any, model_kwargs: dict[str, Any]) -> dict[str, Any]:
+        if model_kwargs.pop("video", False) or model_kwargs.pop("pooling", "2d") != "2d":
             raise ValueError(f"{arch}: detection needs 2D maps (pooling='2d', video=False)")
-        self._init_backbone(
-            arch, kwargs, task="detection", input_size=input_size, out_indices=out_indices,
-            patch_size=patch_size, pooling="2d",
-            init_cfg=init_cfg, out_norm=out_norm, drop_path_rate=drop_path_rate,
-            grad_checkpointing=grad_checkpointing, frozen_stages=frozen_stages,
-        )
+        return {"pooling": "2d"}
 
 
 @MODELS.register_module(name="LayerNorm2d")

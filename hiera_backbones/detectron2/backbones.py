@@ -66,6 +66,38 @@ class _D2BackboneMixin:
     """detectron2 ``Backbone`` behaviour on top of one of our models (which sets
     ``out_strides``, ``out_channels`` and ``size_multiple``)."""
 
+    #: Per class: the yacs node of its arguments (``arch`` defaults to the model's).
+    yacs_node: str
+
+    @configurable
+    def __init__(
+        self,
+        arch: str | dict | None = None,
+        *,
+        out_features: Sequence[str] | None = ("res2", "res3", "res4", "res5"),
+        input_size: Sequence[int] = (1024, 1024),
+        square_pad: int = 0,
+        out_norm: bool = True,
+        freeze_at: int = 0,
+        **overrides: Any,
+    ) -> None:
+        arch = self.default_arch if arch is None else arch
+        fixed = self._check_arch(arch, overrides)
+        self._init_d2(
+            arch, overrides, input_size=input_size, out_features=out_features,
+            out_norm=out_norm, freeze_at=freeze_at, square_pad=square_pad, **fixed,
+        )
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, input_shape: ShapeSpec | None = None) -> dict[str, Any]:
+        return cls._yacs_kwargs(getattr(cfg.MODEL, cls.yacs_node), input_shape)
+
+    @classmethod
+    def _check_arch(cls, arch: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+        """Refuses an ``arch`` of the model class that this backbone cannot be; returns model
+        arguments the backbone fixes (and pops them from ``overrides``)."""
+        return {}
+
     def _init_d2(
         self,
         arch: Any,
@@ -190,29 +222,14 @@ class D2Hiera(_D2BackboneMixin, Hiera, Backbone):
             ``grad_checkpointing``, ``stages``, ``embed_dim``, ...).
     """
 
-    @configurable
-    def __init__(
-        self,
-        arch: str = "hiera_base_224",
-        *,
-        out_features: Sequence[str] | None = ("res2", "res3", "res4", "res5"),
-        input_size: Sequence[int] = (1024, 1024),
-        square_pad: int = 0,
-        out_norm: bool = True,
-        freeze_at: int = 0,
-        **overrides: Any,
-    ) -> None:
+    yacs_node = "HIERA"
+
+    @classmethod
+    def _check_arch(cls, arch: Any, overrides: dict[str, Any]) -> dict[str, Any]:
         if len(Hiera.resolve_arch(arch, overrides)[1]["patch_stride"]) != 2:
             images = sorted(k for k, v in Hiera.arch_zoo.items() if len(v["input_size"]) == 2)
             raise ValueError(f"D2Hiera: arch={arch!r}; use an image model: {', '.join(images)}")
-        self._init_d2(
-            arch, overrides, input_size=input_size, out_features=out_features,
-            out_norm=out_norm, freeze_at=freeze_at, square_pad=square_pad,
-        )
-
-    @classmethod
-    def from_config(cls, cfg: CfgNode, input_shape: ShapeSpec | None = None) -> dict[str, Any]:
-        return cls._yacs_kwargs(cfg.MODEL.HIERA, input_shape)
+        return {}
 
 
 class D2HieraDet(_D2BackboneMixin, HieraDet, Backbone):
@@ -234,30 +251,15 @@ class D2HieraDet(_D2BackboneMixin, HieraDet, Backbone):
             ``window_spec``, ``global_att_blocks``, ``stages``, ``embed_dim``, ...).
     """
 
-    @configurable
-    def __init__(
-        self,
-        arch: str = "sam2_hiera_base_plus",
-        *,
-        out_features: Sequence[str] | None = ("res2", "res3", "res4", "res5"),
-        input_size: Sequence[int] = (1024, 1024),
-        square_pad: int = 0,
-        out_norm: bool = True,
-        freeze_at: int = 0,
-        **overrides: Any,
-    ) -> None:
+    yacs_node = "HIERADET"
+
+    @classmethod
+    def _check_arch(cls, arch: Any, overrides: dict[str, Any]) -> dict[str, Any]:
         if isinstance(arch, str) and arch not in HieraDet.arch_zoo:
             raise ValueError(
                 f"D2HieraDet: arch={arch!r}; use one of {', '.join(HieraDet.arch_zoo)}"
             )
-        self._init_d2(
-            arch, overrides, input_size=input_size, out_features=out_features,
-            out_norm=out_norm, freeze_at=freeze_at, square_pad=square_pad,
-        )
-
-    @classmethod
-    def from_config(cls, cfg: CfgNode, input_shape: ShapeSpec | None = None) -> dict[str, Any]:
-        return cls._yacs_kwargs(cfg.MODEL.HIERADET, input_shape)
+        return {}
 
 
 class D2HVT(_D2BackboneMixin, HVT, Backbone):
@@ -272,32 +274,30 @@ class D2HVT(_D2BackboneMixin, HVT, Backbone):
         input_size, square_pad, out_norm, freeze_at, **overrides: as :class:`D2Hiera`.
     """
 
+    yacs_node = "HVT"
+
     @configurable
     def __init__(
         self,
-        arch: str = "hvt_s_4",
+        arch: str | dict = "hvt_s_4",
         *,
         patch_size: int = 4,
         out_features: Sequence[str] | None = None,
-        input_size: Sequence[int] = (1024, 1024),
-        square_pad: int = 0,
-        out_norm: bool = True,
-        freeze_at: int = 0,
-        **overrides: Any,
+        **kwargs: Any,
     ) -> None:
+        super().__init__(arch, patch_size=patch_size, out_features=out_features, **kwargs)
+
+    @classmethod
+    def _check_arch(cls, arch: Any, overrides: dict[str, Any]) -> dict[str, Any]:
         if isinstance(arch, str) and arch not in HVT.arch_zoo:
             raise ValueError(f"D2HVT: arch={arch!r}; use one of {', '.join(HVT.arch_zoo)}")
         if overrides.pop("pooling", "2d") != "2d" or overrides.pop("video", False):
             raise ValueError("D2HVT: detection needs the dense image mode (pooling='2d')")
-        self._init_d2(
-            arch, dict(overrides, patch_size=patch_size), input_size=input_size,
-            out_features=out_features, out_norm=out_norm, freeze_at=freeze_at,
-            square_pad=square_pad, pooling="2d",
-        )
+        return {"pooling": "2d"}
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: ShapeSpec | None = None) -> dict[str, Any]:
-        kwargs = cls._yacs_kwargs(cfg.MODEL.HVT, input_shape)
+        kwargs = super().from_config(cfg, input_shape)
         # An empty OUT_FEATURES means every stage (HVT-S-4 has five).
         return dict(kwargs, patch_size=cfg.MODEL.HVT.PATCH_SIZE,
                     out_features=kwargs["out_features"] or None)

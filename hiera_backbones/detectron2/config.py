@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from detectron2.config import CfgNode
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, FPN, Backbone
@@ -19,39 +21,26 @@ __all__ = [
 ]
 
 
+#: ``MODEL.<node>`` defaults: the COCO recipes' Hiera-B, SAM 2.1 Hiera-B+ trunk, HVT-S-4 dense.
+_NODE_DEFAULTS = {
+    "HIERA": dict(ARCH="hiera_base_224", DROP_PATH_RATE=0.2),
+    "HIERADET": dict(ARCH="sam2_hiera_base_plus", DROP_PATH_RATE=0.2),
+    # An empty OUT_FEATURES means every stage (HVT-S-4 has five).
+    "HVT": dict(ARCH="hvt_s_4", PATCH_SIZE=4, OUT_FEATURES=[], DROP_PATH_RATE=0.1),
+}
+_COMMON_DEFAULTS = dict(
+    OUT_FEATURES=["res2", "res3", "res4", "res5"], INPUT_SIZE=[1024, 1024], SQUARE_PAD=0,
+    OUT_NORM=True, GRAD_CHECKPOINTING=False, FREEZE_AT=0,
+)
+
+
 def add_hiera_config(cfg: CfgNode) -> CfgNode:
     """Adds ``MODEL.HIERA``, ``MODEL.HIERADET`` and ``MODEL.HVT`` (defaults: the COCO recipes'
     Hiera-B, SAM 2.1 Hiera-B+ trunk and HVT-S-4 dense) to a yacs config; returns it."""
-    cfg.MODEL.HIERA = CfgNode()
-    cfg.MODEL.HIERA.ARCH = "hiera_base_224"
-    cfg.MODEL.HIERA.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
-    cfg.MODEL.HIERA.INPUT_SIZE = [1024, 1024]
-    cfg.MODEL.HIERA.SQUARE_PAD = 0
-    cfg.MODEL.HIERA.OUT_NORM = True
-    cfg.MODEL.HIERA.DROP_PATH_RATE = 0.2
-    cfg.MODEL.HIERA.GRAD_CHECKPOINTING = False
-    cfg.MODEL.HIERA.FREEZE_AT = 0
-    cfg.MODEL.HIERADET = CfgNode()
-    cfg.MODEL.HIERADET.ARCH = "sam2_hiera_base_plus"
-    cfg.MODEL.HIERADET.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
-    cfg.MODEL.HIERADET.INPUT_SIZE = [1024, 1024]
-    cfg.MODEL.HIERADET.SQUARE_PAD = 0
-    cfg.MODEL.HIERADET.OUT_NORM = True
-    cfg.MODEL.HIERADET.DROP_PATH_RATE = 0.2
-    cfg.MODEL.HIERADET.GRAD_CHECKPOINTING = False
-    cfg.MODEL.HIERADET.FREEZE_AT = 0
-    cfg.MODEL.HVT = CfgNode()
-    cfg.MODEL.HVT.ARCH = "hvt_s_4"
-    cfg.MODEL.HVT.PATCH_SIZE = 4
-    cfg.MODEL.HVT.OUT_FEATURES = []  # empty: every stage
-    cfg.MODEL.HVT.INPUT_SIZE = [1024, 1024]
-    cfg.MODEL.HVT.SQUARE_PAD = 0
-    cfg.MODEL.HVT.OUT_NORM = True
-    cfg.MODEL.HVT.DROP_PATH_RATE = 0.1
-    cfg.MODEL.HVT.GRAD_CHECKPOINTING = False
-    cfg.MODEL.HVT.FREEZE_AT = 0
+    for node, defaults in _NODE_DEFAULTS.items():
+        # Deep copies: a config's lists must not be the table's (or another node's).
+        setattr(cfg.MODEL, node, CfgNode(copy.deepcopy({**_COMMON_DEFAULTS, **defaults})))
     return cfg
-
 
 
 def _fpn(cfg: CfgNode, bottom_up: Backbone, square_pad: int) -> FPN:

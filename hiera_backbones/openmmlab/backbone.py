@@ -20,6 +20,12 @@ _TASK_DIMS = {"detection": 2, "video": 3}
 class OpenMMLabBackbone(PretrainedInitMixin):
     """Mixed in before one of our models and mmengine's ``BaseModule``."""
 
+    @classmethod
+    def _check_arch(cls, arch: Any, model_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Refuses an ``arch`` (with ``model_kwargs``) this backbone cannot be; returns model
+        arguments the backbone fixes (popped from ``model_kwargs``)."""
+        return {}
+
     def _init_backbone(
         self,
         arch: str | Mapping[str, Any],
@@ -35,11 +41,16 @@ class OpenMMLabBackbone(PretrainedInitMixin):
         arguments) and ``common`` (the wrapper's own: ``out_norm``, ``drop_path_rate``,
         ``grad_checkpointing``, ``frozen_stages``, ...); ``input_size`` checked for ``task``
         (``"detection"``: ``(H, W)``, ``"video"``: ``(T, H, W)``); ``init_cfg`` kept for
-        :meth:`init_weights` (a copy: mmengine edits it)."""
+        :meth:`init_weights` (a copy: mmengine edits it). ``arch`` None is the model's
+        default; :meth:`_check_arch` runs first."""
+        arch = self.default_arch if arch is None else arch
+        model_kwargs = dict(model_kwargs)
+        fixed = self._check_arch(arch, model_kwargs)
         super().__init__(
             arch,
             **model_kwargs,
             **common,
+            **fixed,
             input_size=checked_input_size(input_size, _TASK_DIMS[task], arch, task),
             out_indices=None if out_indices is None else tuple(out_indices),
         )

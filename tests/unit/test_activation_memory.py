@@ -78,10 +78,13 @@ def _scale_errors(got: dict, ref: dict) -> dict[str, float]:
 def test_gradients_under_bf16_autocast_are_as_accurate_as_plain_autograd():
     """Under bf16 autocast both paths round to bf16 (8-bit mantissa) in different GEMM orders,
     so they differ by bf16 rounding; neither is the reference. Judged against the fp32
-    gradients, tensor by tensor: measured (AMD EPYC) median error 1.64e-2 of the scale for both,
-    worst 0.27 for both (a projection whose random-init gradient nearly cancels), largest ratio
-    ours / plain 1.25. Bounds: each tensor within 1.5x plain's error + 5e-3, the median within
-    1.1x."""
+    gradients, tensor by tensor: measured (AMD EPYC) median error 1.64e-2 / 1.69e-2 of the scale
+    for both with 2 / 1 threads; the worst tensor (a gradient that nearly cancels at random
+    init) depends on the thread count's summation order, 0.27 with 2 threads and 0.61
+    (``blocks.0.norm1.bias``) with 1, the same for both paths; largest ratio ours / plain 1.25 /
+    1.27. Bounds: the median of plain's errors between 1e-3 and 5e-2 (bf16 rounding, no more;
+    the worst tensor is no bound), each tensor of ours within 1.5x plain's error + 5e-3, and
+    ours' median within 1.1x plain's."""
     model = build_backbone("hiera_tiny_224")
     x = torch.randn(2, 3, 64, 64)
     _, fp32 = _grads(model, x, on=False)
@@ -90,12 +93,12 @@ def test_gradients_under_bf16_autocast_are_as_accurate_as_plain_autograd():
     for name in ours:
         assert ours[name].dtype == plain[name].dtype == torch.float32  # parameters' own dtype
     err_plain, err_ours = _scale_errors(plain, fp32), _scale_errors(ours, fp32)
-    assert 1e-3 < max(err_plain.values()) < 0.5  # bf16 rounding, no more
+    median_plain = sorted(err_plain.values())[len(err_plain) // 2]
+    assert 1e-3 < median_plain < 5e-2  # bf16 rounding, no more
     for name in ours:
         assert err_ours[name] <= 1.5 * err_plain[name] + 5e-3, (name, err_ours[name],
                                                                 err_plain[name])
-    median = sorted(err_ours.values())[len(err_ours) // 2]
-    assert median <= 1.1 * sorted(err_plain.values())[len(err_plain) // 2]
+    assert sorted(err_ours.values())[len(err_ours) // 2] <= 1.1 * median_plain
 
 
 def test_frozen_weights_and_no_bias_get_no_gradient():
