@@ -7,7 +7,7 @@ Runner and the config's test evaluator (CocoMetric for the shipped configs).
     torchrun --nproc-per-node 8 tools/mm_test.py CONFIG CHECKPOINT --launcher pytorch
 
 CHECKPOINT is a file mmengine saved (safe to load on torch >= 2.6: only the classes mmengine's
-checkpoints hold are allowlisted) or any file `load_from` reads.
+checkpoints hold are allowed, for that read only) or any file `load_from` reads.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ head's ``init_cfg`` (converted on the fly).
 
 Importing ``hiera_backbones.mmaction`` first works around the mmaction2 1.2.0 wheel bug; on
 torch >= 2.6, resuming works without TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD (only the classes
-mmengine's own checkpoints hold are allowlisted), and --launcher pytorch also runs on CPU-only
+mmengine's own checkpoints hold are allowed, for that read only), and --launcher pytorch also runs on CPU-only
 machines (gloo, CPU DDP).
 """
 

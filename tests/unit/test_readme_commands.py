@@ -1,7 +1,7 @@
 """Every ``hiera-convert``, ``tools/check_parity.py`` and ``tools/benchmark.py`` command that
-README.md shows (its ```bash blocks, plus the examples in check_parity.py's docstring behind the
-README's "Check parity yourself") runs here at the smallest size, and what it writes or prints
-is checked.
+README.md and the manual's pages (``docs/*.md``) show (their ```bash blocks, plus the examples in
+check_parity.py's docstring behind docs/usage.md's "Check parity yourself") runs here at the
+smallest size, and what it writes or prints is checked.
 
 How a documented command becomes a test:
 
@@ -56,7 +56,9 @@ from hiera_backbones.checkpoints.cli import main as convert_main
 from hiera_backbones.parity import official_hiera
 
 README = ROOT / "README.md"
-#: Tools whose docstring examples count as documented commands (the README points to them).
+#: The manual's pages: their commands count as documented as much as the README's.
+DOCS = ROOT / "docs"
+#: Tools whose docstring examples count as documented commands (the docs point to them).
 DOCSTRING_TOOLS = ("check_parity.py",)
 COMMANDS = ("hiera-convert", "python tools/check_parity.py", "python tools/benchmark.py")
 
@@ -85,8 +87,15 @@ def commands_in_docstring(path: Path) -> list[str]:
     return [normalize(line) for line in doc.splitlines() if line.startswith("    python ")]
 
 
+def documented_pages() -> list[Path]:
+    """README.md, then every ``docs/*.md`` in name order."""
+    return [README, *sorted(DOCS.glob("*.md"))]
+
+
 def documented_commands() -> list[str]:
-    found = commands_in_markdown(README.read_text())
+    found = []
+    for page in documented_pages():
+        found += commands_in_markdown(page.read_text())
     for tool in DOCSTRING_TOOLS:
         found += commands_in_docstring(TOOLS / tool)
     return list(dict.fromkeys(c for c in found if c.startswith(COMMANDS)))
@@ -359,7 +368,7 @@ def folder(tmp_path, shelf, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- hiera-convert
-#: The README's table of targets: top-level key of the tensors and their key prefix.
+#: The table of targets (docs/checkpoints.md): top-level key of the tensors and their key prefix.
 TARGET_LAYOUT = {
     "backbone": ("state_dict", ""),
     "detectron2": ("model", "backbone.bottom_up."),
@@ -488,7 +497,7 @@ def test_check_parity_checkpoint_files(folder, capsys):
 
 
 # ----------------------------------------------------------------------------- benchmark.py
-#: Small stand-ins for the benchmark's input sizes (same names, so the README's flags apply).
+#: Small stand-ins for the benchmark's input sizes (same names, so the documented flags apply).
 SMALL_INPUTS = {"image224": (64, 64), "det1024": (128, 128), "video16x224": (2, 64, 64)}
 
 
@@ -501,11 +510,12 @@ def _table(markdown: str) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize("command", BENCHMARK_CASES, ids=str)
 def test_benchmark_command(command, tmp_path, monkeypatch, capsys):
-    """The README's benchmark flags at small inputs. ``--memory``'s measurement (a fresh
-    process per configuration, at the full-size inputs) is replaced by a record of what was
-    asked, answering fixed sizes so that the table's memory columns and ratios can be checked;
-    the measurement itself is ``test_benchmark_memory_in_a_fresh_process``. ``torch.compile``
-    returns the eager model (compiling takes minutes here and no README flag selects it)."""
+    """The documented benchmark flags (docs/benchmarks.md) at small inputs. ``--memory``'s
+    measurement (a fresh process per configuration, at the full-size inputs) is replaced by a
+    record of what was asked, answering fixed sizes so that the table's memory columns and ratios
+    can be checked; the measurement itself is ``test_benchmark_memory_in_a_fresh_process``.
+    ``torch.compile`` returns the eager model (compiling takes minutes here and no documented
+    flag selects it)."""
     benchmark = load_tool("benchmark")
     monkeypatch.setattr(benchmark, "INPUTS", SMALL_INPUTS)
     monkeypatch.setattr(torch, "compile", lambda model, *args, **kwargs: model)
