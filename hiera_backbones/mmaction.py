@@ -79,7 +79,6 @@ from .checkpoints import (  # noqa: E402
 )
 from .models import HVT as _HVT  # noqa: E402
 from .models import Hiera as _Hiera  # noqa: E402
-from .openmmlab.args import check_hiera_task  # noqa: E402
 from .openmmlab.backbone import OpenMMLabBackbone  # noqa: E402
 from .openmmlab.loading import allow_mmengine_checkpoints  # noqa: E402
 from .openmmlab.optim import LayerDecayOptimWrapperConstructor  # noqa: E402
@@ -129,6 +128,7 @@ class _VideoBackboneMixin(OpenMMLabBackbone):
     trained recognizer's ``backbone.*``), input padding, and one tensor out when one stage is
     requested."""
 
+    task = "video"
     pad_input: bool
 
     def __init__(
@@ -152,7 +152,7 @@ class _VideoBackboneMixin(OpenMMLabBackbone):
             self._check_arch(arch, model_kwargs)
             out_indices = (len(self.stage_info(arch, **model_kwargs)) - 1,)
         self._init_backbone(
-            arch, kwargs, task="video", input_size=input_size, out_indices=out_indices,
+            arch, kwargs, input_size=input_size, out_indices=out_indices,
             init_cfg=init_cfg, out_norm=out_norm, drop_path_rate=drop_path_rate,
             grad_checkpointing=grad_checkpointing, frozen_stages=frozen_stages,
         )
@@ -209,11 +209,6 @@ class Hiera(_VideoBackboneMixin, _Hiera, BaseModule):
     """
 
     default_arch = "hiera_base_16x224"  # the model's default is an image model
-
-    @classmethod
-    def _check_arch(cls, arch: Any, model_kwargs: dict[str, Any]) -> dict[str, Any]:
-        check_hiera_task(arch, model_kwargs, 3, "video")
-        return {}
 
 
 @MODELS.register_module(name="HVT")

@@ -41,7 +41,6 @@ from torch import nn
 from .models import HVT as _HVT
 from .models import Hiera as _Hiera
 from .models import HieraDet as _HieraDet
-from .openmmlab.args import check_hiera_task
 from .openmmlab.backbone import OpenMMLabBackbone
 from .openmmlab.loading import allow_mmengine_checkpoints
 from .openmmlab.optim import LayerDecayOptimWrapperConstructor
@@ -58,6 +57,8 @@ allow_mmengine_checkpoints()
 class _DetectionBackbone(OpenMMLabBackbone):
     """The constructor MMDetection's backbones share (arguments: see :class:`Hiera`)."""
 
+    task = "detection"
+
     def __init__(
         self,
         arch: str | dict | None = None,
@@ -71,7 +72,7 @@ class _DetectionBackbone(OpenMMLabBackbone):
         **kwargs,
     ) -> None:
         self._init_backbone(
-            arch, kwargs, task="detection", input_size=input_size, out_indices=out_indices,
+            arch, kwargs, input_size=input_size, out_indices=out_indices,
             init_cfg=init_cfg, out_norm=out_norm, drop_path_rate=drop_path_rate,
             grad_checkpointing=grad_checkpointing, frozen_stages=frozen_stages,
         )
@@ -99,11 +100,6 @@ class Hiera(_DetectionBackbone, _Hiera, BaseModule):
         **kwargs: any other :class:`hiera_backbones.models.Hiera` argument (e.g. ``stages``).
     """
 
-    @classmethod
-    def _check_arch(cls, arch: Any, model_kwargs: dict[str, Any]) -> dict[str, Any]:
-        check_hiera_task(arch, model_kwargs, 2, "detection")
-        return {}
-
 
 @MODELS.register_module(name="HieraDet")
 class HieraDet(_DetectionBackbone, _HieraDet, BaseModule):
@@ -112,6 +108,7 @@ class HieraDet(_DetectionBackbone, _HieraDet, BaseModule):
 
     Args:
         arch: ``sam2_hiera_{tiny,small,base_plus,large}`` (default ``sam2_hiera_base_plus``) or a
+            dict of architecture overrides
             (``dict(base='sam2_hiera_tiny', embed_dim=32, stages=(1, 1, 2, 1))``).
         input_size: the nominal ``(H, W)`` (multiples of 32); no parameter depends on it (the
             abs-win position embedding is interpolated for every input).

@@ -6,6 +6,8 @@ Every ``save_*`` writes one file (or folder) at ``path`` and returns ``path``.""
 from __future__ import annotations
 
 import argparse
+import builtins
+import os
 from pathlib import Path
 
 import hiera  # the official implementation, hiera-transformer==0.1.4
@@ -181,3 +183,21 @@ def in_download_cache(cache, tag: str) -> str:
     from hiera_backbones.checkpoints.hub import cache_file_name
 
     return str(cache / cache_file_name(OFFICIAL_CHECKPOINTS[tag]))
+
+
+# ----------------------------------------------------------------------------- hostile pickles
+class RunsCode:
+    """Pickled, a call of ``os.system``: what a weights-only load must refuse."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+class ReachesPastHistoryBuffer:
+    """Pickled, ``getattr(HistoryBuffer, '__init__')``: the getattr form mmengine's checkpoints
+    use, asking for something other than a statistics method."""
+
+    def __reduce__(self):
+        from mmengine.logging.history_buffer import HistoryBuffer
+
+        return (builtins.getattr, (HistoryBuffer, "__init__"))

@@ -32,11 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from hiera_backbones.openmmlab.cli import (
         UsageError,
-        build_runner,
         load_config,
-        owned_process_group,
         print_metrics,
-        setup_cpu_distributed,
+        run_with_runner,
     )
     from hiera_backbones.openmmlab.loading import allow_mmengine_checkpoints
 
@@ -52,9 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cfg.load_from = args.checkpoint
     cfg.resume = False
-    with owned_process_group():
-        setup_cpu_distributed(cfg, args.launcher)
-        runner = build_runner(cfg)
+
+    def test(runner) -> None:
         if args.out is not None:
             if cfg.get("default_scope") == "mmdet":
                 from mmdet.evaluation import DumpDetResults as Dump
@@ -62,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
                 from mmengine.evaluator import DumpResults as Dump
             runner.test_evaluator.metrics.append(Dump(out_file_path=args.out))
         print_metrics(runner.test())
-    return 0
+
+    return run_with_runner(cfg, args.launcher, test)
 
 
 if __name__ == "__main__":

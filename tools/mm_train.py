@@ -33,10 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     from hiera_backbones.openmmlab.cli import (
         UsageError,
         apply_training_options,
-        build_runner,
         load_config,
-        owned_process_group,
-        setup_cpu_distributed,
+        run_with_runner,
     )
     from hiera_backbones.openmmlab.loading import allow_mmengine_checkpoints
 
@@ -47,10 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    with owned_process_group():
-        setup_cpu_distributed(cfg, args.launcher)
-        build_runner(cfg).train()
-    return 0
+
+    def train(runner) -> None:
+        runner.train()
+
+    return run_with_runner(cfg, args.launcher, train)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ head's ``init_cfg`` (converted on the fly).
 
 Importing ``hiera_backbones.mmaction`` first works around the mmaction2 1.2.0 wheel bug; on
 torch >= 2.6, resuming works without TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD (only the classes
-mmengine's own checkpoints hold are allowed, for that read only), and --launcher pytorch also runs on CPU-only
-machines (gloo, CPU DDP).
+mmengine's own checkpoints hold are allowed, for that read only), and --launcher pytorch also
+runs on CPU-only machines (gloo, CPU DDP).
 """
 
 from __future__ import annotations
@@ -66,14 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import hiera_backbones.mmaction  # noqa: F401  (DRN wheel fix, registrations, safe resume)
     from hiera_backbones.checkpoints import CheckpointError
-    from hiera_backbones.openmmlab.cli import (
-        UsageError,
-        apply_training_options,
-        build_runner,
-        load_config,
-        owned_process_group,
-        setup_cpu_distributed,
-    )
+    from hiera_backbones.openmmlab import cli
+    from hiera_backbones.openmmlab.cli import UsageError
 
     from_weights = False
     try:
@@ -81,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             args.test is None or not args.out.endswith((".pkl", ".pickle"))
         ):
             raise UsageError("--out needs --test and a .pkl or .pickle file")
-        cfg = load_config(args)
+        cfg = cli.load_config(args)
         if cfg.model.get("type") == "FastRCNN":
             hiera_backbones.mmaction.require_ava()
         if args.test is not None:
@@ -91,13 +85,11 @@ def main(argv: list[str] | None = None) -> int:
                 _use_weights_file(cfg, args.test)
                 from_weights = True
             cfg.resume = False
-        apply_training_options(cfg, args, resume=args.test is None)
+        cli.apply_training_options(cfg, args, resume=args.test is None)
     except (UsageError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    with owned_process_group():
-        setup_cpu_distributed(cfg, args.launcher)
-        return _run(build_runner(cfg), args, from_weights)
+    return cli.run_with_runner(cfg, args.launcher, lambda runner: _run(runner, args, from_weights))
 
 
 def _run(runner, args: argparse.Namespace, from_weights: bool) -> int:

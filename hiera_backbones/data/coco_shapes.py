@@ -22,6 +22,7 @@ import random
 import shutil
 import tempfile
 from collections.abc import Sequence
+from typing import Any
 
 from PIL import Image, ImageDraw
 
@@ -126,17 +127,11 @@ def make_coco_shapes(
     return out
 
 
-def ensure_coco_shapes(
-    root: str,
-    num_train: int = 200,
-    num_val: int = 50,
-    image_size: tuple[int, int] = (128, 128),
-    max_shapes: int = 3,
-    seed: int = 0,
-) -> dict[str, str]:
-    """The set under ``root``, generated first if its annotations are missing; returns
-    ``{split: annotation file}``. Generation goes to a temporary folder renamed into place, so
-    concurrent processes (e.g. one per GPU) are safe and a crash leaves no half-written set."""
+def ensure_coco_shapes(root: str, **options: Any) -> dict[str, str]:
+    """The set under ``root``, generated first if its annotations are missing (``options``:
+    :func:`make_coco_shapes`' keyword arguments); returns ``{split: annotation file}``.
+    Generation goes to a temporary folder renamed into place, so concurrent processes (e.g. one
+    per GPU) are safe and a crash leaves no half-written set."""
     root = os.path.abspath(os.path.expanduser(root))
     ann = {s: os.path.join(root, "annotations", f"instances_{s}.json") for s in ("train", "val")}
     if all(os.path.isfile(p) for p in ann.values()):
@@ -145,7 +140,7 @@ def ensure_coco_shapes(
         raise FileExistsError(f"{root} exists but lacks {ann['train']} / {ann['val']}")
     os.makedirs(os.path.dirname(root), exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".coco_shapes-", dir=os.path.dirname(root))
-    make_coco_shapes(tmp, num_train, num_val, tuple(image_size), max_shapes, seed)
+    make_coco_shapes(tmp, **options)
     os.chmod(tmp, 0o755)  # mkdtemp's 0700 is for the temporary name only
     try:
         os.rename(tmp, root)

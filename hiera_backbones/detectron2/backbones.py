@@ -81,12 +81,23 @@ class _D2BackboneMixin:
         freeze_at: int = 0,
         **overrides: Any,
     ) -> None:
+        """The one constructor of the detectron2 backbones (arguments: see :class:`D2Hiera`):
+        detectron2's arguments as the model's (``out_features`` by stride name as
+        ``out_indices``, ``freeze_at`` as ``frozen_stages``), the model built with them and
+        with what the class fixes (:meth:`_check_arch`), then the ``Backbone`` attributes."""
         arch = self.default_arch if arch is None else arch
         fixed = self._check_arch(arch, overrides)
-        self._init_d2(
-            arch, overrides, input_size=input_size, out_features=out_features,
-            out_norm=out_norm, freeze_at=freeze_at, square_pad=square_pad, **fixed,
+        strides = [i["reduction"] for i in self.stage_info(arch, **overrides)]
+        super().__init__(  # the model class (next in the MRO)
+            arch,
+            **overrides,
+            **fixed,
+            input_size=tuple(input_size),
+            out_indices=_out_indices(arch, strides, out_features),
+            out_norm=out_norm,
+            frozen_stages=_frozen_stages(arch, freeze_at),
         )
+        self._setup_d2(square_pad)
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: ShapeSpec | None = None) -> dict[str, Any]:
@@ -97,28 +108,6 @@ class _D2BackboneMixin:
         """Refuses an ``arch`` of the model class that this backbone cannot be; returns model
         arguments the backbone fixes (and pops them from ``overrides``)."""
         return {}
-
-    def _init_d2(
-        self,
-        arch: Any,
-        overrides: dict[str, Any],
-        *,
-        input_size: Sequence[int],
-        out_features: Sequence[str] | None,
-        out_norm: bool,
-        freeze_at: int,
-        square_pad: int,
-        **fixed: Any,
-    ) -> None:
-        """The one constructor of the detectron2 backbones: detectron2's arguments as the
-        model's (:meth:`_model_kwargs`), the model built with them (and ``fixed``, arguments
-        the wrapper does not let a config change), then the ``Backbone`` attributes."""
-        cfg = self._model_kwargs(
-            arch, overrides, input_size=input_size, out_features=out_features,
-            out_norm=out_norm, freeze_at=freeze_at,
-        )
-        super().__init__(arch, **cfg, **fixed)  # the model class (next in the MRO)
-        self._setup_d2(square_pad)
 
     def _setup_d2(self, square_pad: int) -> None:
         # hiera_backbones:// paths convert for the last one built.
@@ -135,28 +124,6 @@ class _D2BackboneMixin:
                 f"{self.size_divisibility}"
             )
         self._square_pad = square_pad
-
-    @classmethod
-    def _model_kwargs(
-        cls,
-        arch: Any,
-        overrides: dict[str, Any],
-        *,
-        input_size: Sequence[int],
-        out_features: Sequence[str] | None,
-        out_norm: bool,
-        freeze_at: int,
-    ) -> dict[str, Any]:
-        """detectron2's arguments as the model's: ``out_features`` (by stride name) as
-        ``out_indices``, ``freeze_at`` as ``frozen_stages``."""
-        info = cls.stage_info(arch, **overrides)
-        return dict(
-            overrides,
-            input_size=tuple(input_size),
-            out_indices=_out_indices(arch, [i["reduction"] for i in info], out_features),
-            out_norm=out_norm,
-            frozen_stages=_frozen_stages(arch, freeze_at),
-        )
 
     @staticmethod
     def _yacs_kwargs(c: CfgNode, input_shape: ShapeSpec | None) -> dict[str, Any]:

@@ -30,7 +30,8 @@ def register_coco_shapes(
     if root is None:
         root = os.path.join(os.environ.get("DETECTRON2_DATASETS", "datasets"), "coco_shapes")
     root = os.path.abspath(os.path.expanduser(root))
-    ann = ensure_coco_shapes(root, num_train, num_val, tuple(image_size), max_shapes, seed)
+    ann = ensure_coco_shapes(root, num_train=num_train, num_val=num_val,
+                             image_size=tuple(image_size), max_shapes=max_shapes, seed=seed)
     names = []
     for split in ("train", "val"):
         name = f"{prefix}_{split}"

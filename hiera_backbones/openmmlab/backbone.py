@@ -8,7 +8,8 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .args import checked_input_size
+from ..models import Hiera
+from .args import check_hiera_task, checked_input_size
 from .loading import PretrainedInitMixin
 
 __all__ = ["OpenMMLabBackbone"]
@@ -20,10 +21,17 @@ _TASK_DIMS = {"detection": 2, "video": 3}
 class OpenMMLabBackbone(PretrainedInitMixin):
     """Mixed in before one of our models and mmengine's ``BaseModule``."""
 
+    #: ``"detection"`` (image models, ``(H, W)``) or ``"video"`` (``(T, H, W)``): set by each
+    #: framework's backbone base class.
+    task: str
+
     @classmethod
     def _check_arch(cls, arch: Any, model_kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Refuses an ``arch`` (with ``model_kwargs``) this backbone cannot be; returns model
-        arguments the backbone fixes (popped from ``model_kwargs``)."""
+        """Refuses an ``arch`` (with ``model_kwargs``) this backbone cannot be (a Hiera must be
+        an image model for detection, a video model for video); returns model arguments the
+        backbone fixes (popped from ``model_kwargs``)."""
+        if issubclass(cls, Hiera):
+            check_hiera_task(arch, model_kwargs, _TASK_DIMS[cls.task], cls.task)
         return {}
 
     def _init_backbone(
@@ -31,7 +39,6 @@ class OpenMMLabBackbone(PretrainedInitMixin):
         arch: str | Mapping[str, Any],
         model_kwargs: Mapping[str, Any],
         *,
-        task: str,
         input_size: Sequence[int],
         out_indices: Sequence[int] | None,
         init_cfg: dict | list[dict] | None,
@@ -39,7 +46,7 @@ class OpenMMLabBackbone(PretrainedInitMixin):
     ) -> None:
         """Builds the model (next in the MRO) with ``model_kwargs`` (the config's extra model
         arguments) and ``common`` (the wrapper's own: ``out_norm``, ``drop_path_rate``,
-        ``grad_checkpointing``, ``frozen_stages``, ...); ``input_size`` checked for ``task``
+        ``grad_checkpointing``, ``frozen_stages``, ...); ``input_size`` checked for the task
         (``"detection"``: ``(H, W)``, ``"video"``: ``(T, H, W)``); ``init_cfg`` kept for
         :meth:`init_weights` (a copy: mmengine edits it). ``arch`` None is the model's
         default; :meth:`_check_arch` runs first."""
@@ -51,7 +58,7 @@ class OpenMMLabBackbone(PretrainedInitMixin):
             **model_kwargs,
             **common,
             **fixed,
-            input_size=checked_input_size(input_size, _TASK_DIMS[task], arch, task),
+            input_size=checked_input_size(input_size, _TASK_DIMS[self.task], arch, self.task),
             out_indices=None if out_indices is None else tuple(out_indices),
         )
         self.init_cfg = copy.deepcopy(init_cfg)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,6 +25,7 @@ __all__ = [
     "owned_process_group",
     "parse_runner_args",
     "print_metrics",
+    "run_with_runner",
     "setup_cpu_distributed",
 ]
 
@@ -130,6 +131,14 @@ def owned_process_group() -> Iterator[None]:
     finally:
         if not existed and dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def run_with_runner(cfg: Any, launcher: str, run: Callable[[Any], int | None]) -> int:
+    """Builds the config's runner inside a process group this process owns (a CPU-only
+    ``torchrun`` prepared first) and returns ``run(runner)``'s exit code (None counts as 0)."""
+    with owned_process_group():
+        setup_cpu_distributed(cfg, launcher)
+        return run(build_runner(cfg)) or 0
 
 
 def setup_cpu_distributed(cfg: Any, launcher: str) -> bool:

@@ -9,7 +9,6 @@ spinning against other processes make a step 10x slower and its time erratic.
 
 from __future__ import annotations
 
-import builtins
 import glob
 import os
 import pickle
@@ -26,6 +25,7 @@ pytest.importorskip("mmcv.ops")
 # pycocotools warns once per decoded mask under numpy 2 (thousands of lines otherwise).
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 
+from checkpoint_files import ReachesPastHistoryBuffer, RunsCode  # noqa: E402
 from frameworks import MMDET_CONFIGS, one_thread  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
@@ -217,17 +217,7 @@ def test_resume_keeps_weights_only(trained, shapes, tmp_path):
     assert os.path.isfile(tmp_path / "iter_302.pth")
 
     # Still safe: a checkpoint calling anything else is refused, getattr included.
-    class Evil:
-        def __reduce__(self):
-            return (os.system, ("echo pwned",))
-
-    class SneakyGetattr:
-        def __reduce__(self):
-            from mmengine.logging.history_buffer import HistoryBuffer
-
-            return (builtins.getattr, (HistoryBuffer, "__init__"))
-
-    for obj in (Evil(), SneakyGetattr()):
+    for obj in (RunsCode(), ReachesPastHistoryBuffer()):
         path = str(tmp_path / "evil.pth")
         torch.save({"state_dict": {}, "x": obj}, path)
         with pytest.raises(pickle.UnpicklingError):

@@ -23,6 +23,7 @@ pytest.importorskip("decord")
 #: Every test resolves unscoped type names in MMAction2's registries.
 pytestmark = pytest.mark.usefixtures("mmaction_scope")
 
+from checkpoint_files import ReachesPastHistoryBuffer  # noqa: E402
 from frameworks import (  # noqa: E402
     AVA_CONFIGS,
     AVA_DEMOS,
@@ -439,12 +440,6 @@ def test_hvt_image_release_inflates_and_head_loads(tmp_path):
     torch.testing.assert_close(head.fc_cls.weight, official.head.weight)
 
 
-class _Evil:
-    def __reduce__(self):
-        from mmengine.logging.history_buffer import HistoryBuffer
-
-        return getattr, (HistoryBuffer, "__init__")
-
 
 def test_checkpoint_allowlist_is_targeted(tmp_path):
     """mmengine's own checkpoints need ``getattr(HistoryBuffer, 'mean')``; nothing else (read
@@ -460,7 +455,7 @@ def test_checkpoint_allowlist_is_targeted(tmp_path):
     torch.save({"buf": buf}, good)
     assert CheckpointLoader.load_checkpoint(good)["buf"].mean() == pytest.approx(1.5)
     evil = str(tmp_path / "evil.pth")
-    torch.save({"x": _Evil()}, evil)
+    torch.save({"x": ReachesPastHistoryBuffer()}, evil)
     with pytest.raises(CheckpointError, match="refusing getattr"):
         CheckpointLoader.load_checkpoint(evil)
 

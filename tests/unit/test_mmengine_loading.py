@@ -4,7 +4,6 @@ so no other ``torch.load`` in the process accepts more after importing an adapte
 
 from __future__ import annotations
 
-import builtins
 import collections
 import os
 import pickle
@@ -14,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from checkpoint_files import ReachesPastHistoryBuffer, RunsCode
 
 pytest.importorskip("mmengine")
 from mmengine.logging import HistoryBuffer  # noqa: E402
@@ -78,15 +78,7 @@ def test_mmengines_loader_reads_its_own_checkpoints_and_nothing_more(tmp_path):
     with pytest.raises(FileNotFoundError, match="can not be found"):
         load_mmengine_local(str(tmp_path / "missing.pth"))
 
-    class Evil:
-        def __reduce__(self):
-            return (os.system, ("echo pwned",))
-
-    class SneakyGetattr:
-        def __reduce__(self):
-            return (builtins.getattr, (HistoryBuffer, "__init__"))
-
-    for obj in (Evil(), SneakyGetattr()):
+    for obj in (RunsCode(), ReachesPastHistoryBuffer()):
         evil = str(tmp_path / "evil.pth")
         torch.save({"state_dict": {}, "x": obj}, evil)
         with pytest.raises((CheckpointError, pickle.UnpicklingError)):

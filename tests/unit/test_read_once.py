@@ -11,7 +11,7 @@ import os
 
 import pytest
 import torch
-from checkpoint_files import save_official
+from checkpoint_files import save_official, save_official_mae
 
 import hiera_backbones.checkpoints.io as ckpt_io
 from hiera_backbones import build_backbone
@@ -54,12 +54,10 @@ def official_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mae_file(tmp_path_factory):
-    from hiera.hiera_mae import mae_hiera_tiny_224
-
+    """An official MAE Hiera-T file (decoder and fusion heads included)."""
     torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("read_once_mae") / "mae_hiera_tiny_224.pth"
-    torch.save({"model_state": mae_hiera_tiny_224(pretrained=False).state_dict()}, path)
-    return path
+    folder = tmp_path_factory.mktemp("read_once_mae")
+    return save_official_mae(folder / "mae_hiera_tiny_224.pth", "hiera_tiny_224")
 
 
 def test_openmmlab_init_cfg_reads_once_and_hashes_never(mae_file, tmp_path, monkeypatch):
