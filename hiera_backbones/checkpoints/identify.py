@@ -86,7 +86,7 @@ class Identity:
         if self.source_format is None or self.raw is None:
             return None
         if self.own is not None:
-            return str(self.own.get("arch")) or None
+            return str(self.own["arch"]) if self.own.get("arch") else None
         content = self.raw.content
         try:
             if self.family == "hieradet":

@@ -67,18 +67,28 @@ def mmengine_safe_globals() -> list[Any]:
     ]
 
 
+#: How torch spells "yes" in its environment variables (``torch.serialization``).
+_TRUE_VALUES = ("1", "y", "yes", "true")
+
+
 def load_mmengine_local(filename: str, map_location: Any = None) -> Any:
     """mmengine's loader of local checkpoint files (``CheckpointLoader``'s ``''`` scheme:
     ``load_from``, ``resume``, ``Pretrained`` init), reading with ``weights_only=True`` and
     allowing :func:`mmengine_safe_globals` for this read only. Not memory-mapped: a resumed
-    optimizer state lives on while training overwrites the file it came from."""
+    optimizer state lives on while training overwrites the file it came from. With
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (torch's opt-out, which mmengine's loader obeyed) the
+    file is unpickled in full, with a warning."""
     from ..checkpoints import load_torch_file
 
     filename = os.path.expanduser(filename)
     if not os.path.isfile(filename):
         raise FileNotFoundError(f"{filename} can not be found.")  # mmengine's own message
+    # torch's explicit opt-out stays the user's to make, as it was with mmengine's own loader
+    # (which left weights_only to torch's default); loading then warns that a file can run code.
+    opted_out = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "0") in _TRUE_VALUES
     return load_torch_file(
-        filename, mmap=False, map_location=map_location, extra_globals=mmengine_safe_globals()
+        filename, allow_pickle=opted_out, mmap=False, map_location=map_location,
+        extra_globals=mmengine_safe_globals(),
     )
 
 

@@ -5,6 +5,7 @@ so no other ``torch.load`` in the process accepts more after importing an adapte
 from __future__ import annotations
 
 import collections
+import fractions
 import os
 import pickle
 import subprocess
@@ -84,3 +85,17 @@ def test_mmengines_loader_reads_its_own_checkpoints_and_nothing_more(tmp_path):
         with pytest.raises((CheckpointError, pickle.UnpicklingError)):
             CheckpointLoader.load_checkpoint(evil, map_location="cpu")
     assert os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD") is None
+
+
+def test_torchs_explicit_opt_out_still_applies(tmp_path, monkeypatch):
+    """``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` made mmengine's own loader unpickle in full; it
+    still does (the user's explicit choice, with a warning), and only then."""
+    path = str(tmp_path / "old.pth")
+    torch.save({"state_dict": {}, "meta": {"classes": collections.OrderedDict(a=1)},
+                "lr": fractions.Fraction(1, 3)}, path)  # a class no allow-list has
+    with pytest.raises(CheckpointError, match="fractions.Fraction"):
+        load_mmengine_local(path)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.warns(UserWarning, match="weights_only=False"):
+        loaded = load_mmengine_local(path)
+    assert loaded["lr"] == fractions.Fraction(1, 3)
