@@ -136,6 +136,11 @@ def identify(raw: RawCheckpoint, from_format: str | None = None) -> Identity:
             raise CheckpointError(
                 f"unknown --from {from_format!r}; choose from {', '.join(SOURCE_FORMATS)}"
             )
+        if from_format == OWN_FORMAT and own is None:
+            raise CheckpointError(
+                f"--from {OWN_FORMAT}: {raw.path} has no hiera_backbones metadata (it was not "
+                "written by hiera-convert); leave --from out to detect its format"
+            )
     content = raw.content
     detected = (
         OWN_FORMAT

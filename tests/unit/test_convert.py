@@ -188,6 +188,8 @@ def test_own_format_has_one_name_and_the_old_one_still_reads(sources, tmp_path, 
     code, out, _ = run_cli_in_process(capsys, own, tmp_path / "again.pth", "--to", "backbone",
                                       "--from", "hiera-backbones")
     assert code == 0 and f"({OWN_FORMAT})" in out
+    with pytest.raises(CheckpointError, match="has no hiera_backbones metadata"):
+        read_backbone_weights(str(sources["official-ft"]), OWN_FORMAT)
 
 
 def test_input_size_resizes_pos_embed_once(sources, tmp_path):
