@@ -193,3 +193,50 @@ def test_gpu_check_script_on_the_cpu_path(tmp_path):
                              env={**env, "DEVICE": "cuda", "CUDA_VISIBLE_DEVICES": ""})
     assert missing.returncode != 0 and "no CUDA device" in missing.stderr
     assert not any((tmp_path / "x").iterdir())  # nothing measured, nothing written
+
+
+# ----------------------------------------------------------------------------- scaling curves
+scaling = load_tool("scaling")
+
+
+@pytest.mark.parametrize("impl,name,size", [
+    ("ours", "hiera_tiny_224", (64, 64)),
+    ("ours+recompute", "hiera_tiny_224", (64, 64)),
+    ("timm", "hiera_tiny_224", (64, 64)),
+    ("official", "hiera_tiny_224", (64, 64)),
+    ("official", "hiera_base_16x224", (4, 64, 64)),
+    ("timm", "sam2_hiera_tiny", (64, 64)),
+])
+def test_counting_on_fake_tensors_gives_the_real_bytes(impl, name, size):
+    """The scaling curves count on fake tensors; that count is exactly a real run's, and the
+    benchmark's column's, for every implementation."""
+    model, fn = scaling.build(impl, name, size)
+    model.train()
+    x = torch.randn(2, 3, *size)
+    fake = scaling.saved_mb(model, fn, x, fake=True)
+    assert fake == scaling.saved_mb(model, fn, x, fake=False)
+    assert fake == benchmark.saved_for_backward_mb(model, fn, x) > 0
+
+
+def test_power_fit_recovers_the_law():
+    a, k = scaling.fit_power([512, 1024, 2048], [3.0 * x**2 for x in (512, 1024, 2048)])
+    assert a == pytest.approx(3.0) and k == pytest.approx(2.0)
+
+
+def test_scaling_tool_writes_tables_and_plot(tmp_path, monkeypatch):
+    """A two-point sweep of Hiera-T: memory doubles with the batch (growth k = 1), recompute
+    saves, and the table and the plot are written."""
+    sweep = dict(model="hiera_tiny_224", label="batch at 64x64, Hiera-T",
+                 impls=("ours", "ours+recompute", "timm"),
+                 points=[(b, b, (64, 64)) for b in (1, 2)])
+    monkeypatch.setattr(scaling, "SWEEPS", {"batch": sweep})
+    out, png = tmp_path / "s.md", tmp_path / "s.png"
+    assert scaling.main(["--sweeps", "batch", "--out", str(out), "--plot", str(png)]) == 0
+    rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| ")]
+    table = {r[0].strip("| "): r for r in rows[1:]}
+    assert set(table) == {"ours", "ours+recompute", "timm"}
+    assert float(table["ours"][3]) == pytest.approx(1.0, abs=0.01)  # growth k
+    ours, recompute, timm = (float(table[i][2]) for i in ("ours", "ours+recompute", "timm"))
+    assert recompute < ours <= timm
+    assert float(table["timm"][4].rstrip("×")) == pytest.approx(ours / timm, abs=0.01)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

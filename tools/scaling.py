@@ -1,0 +1,237 @@
+#!/usr/bin/env python
+"""How activation memory grows: what autograd saves for backward in one training forward, for
+ours, timm and the official Hiera, as the image side (512-2048), the number of frames (8-32) and
+the batch (1-8) grow, with the fitted growth law of each curve.
+
+The bytes are counted, not sampled: the forward runs on fake tensors
+(``torch._subclasses.FakeTensorMode``: shapes, strides and storages without data or compute), so
+a 2048x2048 Hiera-B that would need 30 GB in the official code is counted in a second, and the
+count is the same on every machine. What is counted is :func:`benchmark.saved_for_backward_mb`'s
+quantity (distinct storages autograd saves, parameters left out); ``tests/unit/test_benchmark.py``
+checks that counting on fake tensors gives exactly the real run's bytes. All three call
+``F.scaled_dot_product_attention``, which on CPU tensors picks the flash kernel (it saves the
+output and a log-sum-exp, never the attention matrix), as the README's table.
+
+    python tools/scaling.py --out docs/scaling.md --plot docs/scaling.png
+    python tools/scaling.py --sweeps frames --out frames.md --plot frames.png
+
+Time per training step at these sizes is the GPU check's (``tools/gpu_check.sh``): on a CPU the
+2048 points take minutes per step and the official model does not fit in memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import math
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+warnings.filterwarnings("ignore", category=FutureWarning)  # timm's layer-import notices
+
+
+def _load_benchmark():
+    """``tools/benchmark.py`` (the implementations, built the same way), imported from its file
+    under ``tools_benchmark`` as the tests do: nothing is added to ``sys.path``."""
+    if "tools_benchmark" in sys.modules:
+        return sys.modules["tools_benchmark"]
+    spec = importlib.util.spec_from_file_location(
+        "tools_benchmark", Path(__file__).resolve().with_name("benchmark.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["tools_benchmark"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+benchmark = _load_benchmark()
+
+#: Curves: the model, the implementations compared, the points ``(x, batch, input size)``.
+SWEEPS: dict[str, dict] = {
+    "image": dict(
+        model="hiera_base_224", label="image side (px), Hiera-B, batch 1",
+        impls=("ours", "ours+recompute", "timm", "official"),
+        points=[(s, 1, (s, s)) for s in (512, 768, 1024, 1536, 2048)],
+    ),
+    "sam2": dict(
+        model="sam2_hiera_base_plus", label="image side (px), SAM 2 Hiera-B+ trunk, batch 1",
+        impls=("ours", "ours+recompute", "timm"),
+        points=[(s, 1, (s, s)) for s in (512, 768, 1024, 1536, 2048)],
+    ),
+    "frames": dict(
+        model="hiera_base_16x224", label="frames at 224x224, Hiera-B video, batch 1",
+        impls=("ours", "ours+recompute", "official"),
+        points=[(t, 1, (t, 224, 224)) for t in (8, 16, 24, 32)],
+    ),
+    "batch": dict(
+        model="hiera_base_224", label="batch at 224x224, Hiera-B",
+        impls=("ours", "ours+recompute", "timm", "official"),
+        points=[(b, b, (224, 224)) for b in (1, 2, 4, 8)],
+    ),
+}
+
+
+def saved_mb(model: torch.nn.Module, fn: Callable, x: torch.Tensor, fake: bool = True) -> float:
+    """MiB of the distinct storages autograd saves during ``fn(x)``, the model's parameters and
+    buffers left out; on fake tensors (``fake``) or for real."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.nn.utils.stateless import _reparametrize_module
+
+    state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    mode: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if fake:
+        mode = FakeTensorMode()
+        state = {k: mode.from_tensor(v) for k, v in state.items()}
+        x = mode.from_tensor(x)
+    own = {t.untyped_storage()._cdata for t in state.values()}
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage._cdata not in own:  # a storage saved twice (or as views) counts once
+            storages[storage._cdata] = max(storages.get(storage._cdata, 0), storage.nbytes())
+        return tensor
+
+    # The packed tensors stay referenced by the graph until `outs` is freed, so no storage is
+    # reused while the forward runs.
+    with mode, _reparametrize_module(model, state), \
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        outs = fn(x)
+        del outs
+    return sum(storages.values()) / 2**20
+
+
+def build(impl: str, name: str, size: tuple[int, ...]) -> tuple[torch.nn.Module, Callable]:
+    """``benchmark.build``, plus ``ours+recompute`` (ours with ``set_mlp_recompute()``)."""
+    if impl == "ours+recompute":
+        model, fn = benchmark.build("ours", name, size)
+        model.set_mlp_recompute(True)
+        return model, fn
+    return benchmark.build(impl, name, size)
+
+
+def fit_power(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least-squares ``y = a * x**k`` in log-log: ``(a, k)``."""
+    lx, ly = [math.log(v) for v in xs], [math.log(v) for v in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    k = sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
+    return math.exp(my - k * mx), k
+
+
+def run(sweeps: list[str], log: Callable[[str], None] = print) -> list[dict]:
+    rows = []
+    for sweep in sweeps:
+        spec = SWEEPS[sweep]
+        for impl in spec["impls"]:
+            for x_value, batch, size in spec["points"]:
+                model, fn = build(impl, spec["model"], size)
+                model.train()
+                x = torch.zeros(batch, 3, *size)
+                row = dict(sweep=sweep, model=spec["model"], impl=impl, x=x_value, batch=batch,
+                           size="x".join(map(str, size)), saved_mb=saved_mb(model, fn, x))
+                rows.append(row)
+                log(f"{sweep:6s} {impl:15s} {row['size']:>11s} b{batch}: "
+                    f"{row['saved_mb']:9.1f} MiB")
+                del model, fn
+    return rows
+
+
+#: One colour per implementation in every panel.
+COLORS = {"ours": "C0", "ours+recompute": "C1", "timm": "C2", "official": "C3"}
+OURS = ("ours", "ours+recompute")
+
+
+def _mib(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "Activation memory of one training forward (fp32): MiB autograd saves for backward, "
+        "parameters left out, counted on fake tensors (`tools/scaling.py`; the same on every "
+        "machine). `ours+recompute`: ours with `set_mlp_recompute()`. Growth: `MiB = a * x^k` "
+        "fitted per curve (least squares in log-log). The last columns: ours (and ours with "
+        "recompute) over that implementation at the largest point.",
+        "",
+    ]
+    for sweep, spec in SWEEPS.items():
+        part = [r for r in rows if r["sweep"] == sweep]
+        if not part:
+            continue
+        xs = sorted({r["x"] for r in part})
+        impls = [i for i in spec["impls"] if any(r["impl"] == i for r in part)]
+        lines += [f"**{spec['label']}**", "",
+                  "| impl | " + " | ".join(str(x) for x in xs)
+                  + " | growth k | ours / it | ours+recompute / it |",
+                  "|---|" + "---|" * (len(xs) + 3)]
+        value = {(r["impl"], r["x"]): r["saved_mb"] for r in part}
+        for impl in impls:
+            ys = [value[(impl, x)] for x in xs]
+            _, k = fit_power(xs, ys)
+            ratios = [
+                f"{value[(mine, xs[-1])] / ys[-1]:.2f}×"
+                if impl not in OURS and (mine, xs[-1]) in value else "–"
+                for mine in OURS
+            ]
+            lines.append(f"| {impl} | " + " | ".join(_mib(y) for y in ys)
+                         + f" | {k:.2f} | " + " | ".join(ratios) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: str) -> None:
+    """One log-log panel per sweep: the counted points and each curve's fitted power law."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sweeps = [s for s in SWEEPS if any(r["sweep"] == s for r in rows)]
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(4.2 * len(sweeps), 3.8), squeeze=False)
+    for ax, sweep in zip(axes[0], sweeps):
+        spec = SWEEPS[sweep]
+        for impl in spec["impls"]:
+            part = sorted((r["x"], r["saved_mb"]) for r in rows
+                          if r["sweep"] == sweep and r["impl"] == impl)
+            if not part:
+                continue
+            xs, ys = zip(*part)
+            a, power = fit_power(list(xs), list(ys))
+            ax.plot(xs, ys, "o", color=COLORS[impl], ms=4)
+            ax.plot(xs, [a * x**power for x in xs], "-", color=COLORS[impl], lw=1,
+                    label=f"{impl}: x^{power:.2f}")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel(spec["label"], fontsize=8)
+        ax.set_ylabel("saved for backward (MiB)", fontsize=8)
+        ax.legend(fontsize=7)
+        ax.grid(True, which="both", lw=0.3)
+    fig.suptitle("Activation memory of one training forward (fp32, counted on fake tensors)",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, format="png")
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sweeps", nargs="+", default=list(SWEEPS), choices=list(SWEEPS))
+    parser.add_argument("--out", default="scaling.md", help="Markdown tables")
+    parser.add_argument("--plot", default="scaling.png", help="PNG plot")
+    args = parser.parse_args(argv)
+    rows = run(args.sweeps)
+    from hiera_backbones.checkpoints.io import write_atomic
+
+    write_atomic(args.out, lambda tmp: Path(tmp).write_text(markdown(rows)))
+    write_atomic(args.plot, lambda tmp: plot(rows, tmp))
+    print(f"wrote {args.out} and {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
