@@ -2,7 +2,8 @@
 # GPU speed and memory check, one command on a machine with one CUDA GPU (< 8 min on an H100 /
 # H200): tools/benchmark.py on cuda in bf16 and fp32 for ours, the official Hiera and timm, with
 # peak memory (torch.cuda.max_memory_allocated) and what autograd saves for backward, and the
-# paper's A100 fp16 throughput (Tab. 16) beside ours. Writes Markdown tables, PNG plots and JSON
+# paper's A100 fp16 throughput (Tab. 16) beside ours; then tools/scaling.py's curves (image side
+# 512-2048, frames 8-32, batch 1-8) with the training-step time at every point. Writes Markdown tables, PNG plots and JSON
 # rows into OUT_DIR (default gpu_check/) and prints the tables.
 #
 #   tools/gpu_check.sh [OUT_DIR]
@@ -14,7 +15,9 @@
 # MODELS_224 / MODELS_DET / MODELS_VIDEO (model names for the image-224, 1024x1024 detection and
 # 16x224 video runs; empty skips that run), BATCH_224 (64: a GPU batch, the paper's throughput
 # is at its best batch), DTYPES ("bf16 fp32"), ROUNDS (20), WARMUP (3),
-# IMPLS ("ours compiled official timm"), STEP_TIMEOUT (300 s per benchmark run).
+# IMPLS ("ours compiled official timm"), STEP_TIMEOUT (300 s per benchmark run), SCALING (the
+# tools/scaling.py curves to time, "image sam2 frames batch"; empty skips them), SCALING_ROUNDS
+# (3), SCALING_DTYPE (bf16), SCALING_POINTS (0: every point; N: the first N of each curve).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,6 +33,10 @@ WARMUP="${WARMUP:-3}"
 DTYPES="${DTYPES:-bf16 fp32}"
 IMPLS="${IMPLS:-ours compiled official timm}"
 STEP_TIMEOUT="${STEP_TIMEOUT:-300}"
+SCALING="${SCALING-image sam2 frames batch}"
+SCALING_ROUNDS="${SCALING_ROUNDS:-3}"
+SCALING_DTYPE="${SCALING_DTYPE:-bf16}"
+SCALING_POINTS="${SCALING_POINTS:-0}"
 
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT"
@@ -84,4 +91,16 @@ for dtype in $DTYPES; do
       --batch 1 --compile-inputs
   fi
 done
+if [[ -n "$SCALING" ]]; then
+  # Activation memory (counted) and training-step time along the scaling curves; a point that
+  # does not fit on the GPU is reported as out of memory.
+  echo "== scaling"
+  # The same implementations as above (not compiled), and ours with MLP recompute.
+  scaling_impls="$(echo " $IMPLS " | sed 's/ compiled / /g') ours+recompute"
+  # shellcheck disable=SC2086  # the sweep and implementation lists are word lists
+  timeout "$STEP_TIMEOUT" "$PY" "$ROOT/tools/scaling.py" --sweeps $SCALING --device "$DEVICE" \
+    --time "$SCALING_ROUNDS" --dtype "$SCALING_DTYPE" --max-points "$SCALING_POINTS" \
+    --impls $scaling_impls --out "$OUT/scaling.md" --plot "$OUT/scaling.png"
+  cat "$OUT/scaling.md"
+fi
 echo "gpu_check: done in $(( $(date +%s) - start )) s; tables, plots and rows in $OUT/"

@@ -41,10 +41,12 @@ def _is_mmengine_checkpoint(spec: str) -> bool:
     """True for a whole-model file mmengine saved (``state_dict`` of a recognizer/detector);
     False for backbone weights (official files, ``model:tag`` names, converter output)."""
     from hiera_backbones.checkpoints import identify, read_checkpoint
+    from hiera_backbones.openmmlab.loading import mmengine_safe_globals
 
     if not os.path.exists(spec):
         return False  # "<model>:<tag>", resolved by init_cfg
-    return identify(read_checkpoint(spec)).framework == "mmengine"
+    raw = read_checkpoint(spec, extra_globals=mmengine_safe_globals())
+    return identify(raw).framework == "mmengine"
 
 
 def _use_weights_file(cfg, spec: str) -> None:

@@ -195,11 +195,13 @@ def load_torch_file(
         ) from None
 
 
-def read_checkpoint(path: str, allow_pickle: bool = False, mmap: bool = True) -> RawCheckpoint:
+def read_checkpoint(
+    path: str, allow_pickle: bool = False, mmap: bool = True, extra_globals: Sequence[Any] = ()
+) -> RawCheckpoint:
     """Reads a ``.pth``/``.pt``/``.bin``/``.safetensors`` file or a Hugging Face hub folder
     (``config.json`` + ``model.safetensors``), once: pass the result on (every reader of this
-    package takes a :class:`RawCheckpoint` where it takes a path). ``mmap``: see
-    :func:`load_torch_file`."""
+    package takes a :class:`RawCheckpoint` where it takes a path). ``mmap``, ``extra_globals``:
+    see :func:`load_torch_file`."""
     if not os.path.exists(path):
         raise CheckpointError(f"{path} does not exist")
     config: dict[str, Any] = {}
@@ -225,7 +227,7 @@ def read_checkpoint(path: str, allow_pickle: bool = False, mmap: bool = True) ->
         tensors, meta = _read_safetensors(path)
         return RawCheckpoint(tensors, path, "safetensors", {}, meta)
 
-    obj = load_torch_file(path, allow_pickle, mmap)
+    obj = load_torch_file(path, allow_pickle, mmap, extra_globals=extra_globals)
     if not isinstance(obj, Mapping):
         raise CheckpointError(
             f"{path} holds a {type(obj).__name__}, not a state dict; save model.state_dict()"

@@ -125,7 +125,9 @@ class PretrainedInitMixin:
             raise ValueError(
                 f"init_cfg {dict(init_cfg)} needs checkpoint='<file, model:tag or URL>'"
             )
-        _log(load_pretrained(self, checkpoint, init_cfg.get("prefix") or "backbone."))
+        prefix = init_cfg.get("prefix") or "backbone."
+        # A trained model's checkpoint (mmengine saved it) is read with its classes allowed.
+        _log(load_pretrained(self, checkpoint, prefix, extra_globals=mmengine_safe_globals()))
 
     def init_weights(self) -> None:
         if self.is_init:

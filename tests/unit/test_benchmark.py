@@ -153,7 +153,8 @@ def test_gpu_check_script_on_the_cpu_path(tmp_path):
     """tools/gpu_check.sh, the one command for a lent GPU, run through its CPU path at the
     smallest setting: it writes one table, plot and JSON per (input, dtype) run it was given,
     with the memory and saved-for-backward columns, skips runs whose model list is empty, leaves
-    the official rows out where hiera-transformer is missing, and stops at once without CUDA."""
+    the official rows out where hiera-transformer is missing, times the scaling curves (here
+    their first point) for the same implementations, and stops at once without CUDA."""
     import os
     import subprocess
     import sys
@@ -162,7 +163,8 @@ def test_gpu_check_script_on_the_cpu_path(tmp_path):
 
     env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "MODELS_224": "hiera_tiny_224",
            "MODELS_DET": "", "MODELS_VIDEO": "", "BATCH_224": "1", "DTYPES": "fp32",
-           "ROUNDS": "1", "WARMUP": "0", "IMPLS": "ours timm", "OMP_NUM_THREADS": "1"}
+           "ROUNDS": "1", "WARMUP": "0", "IMPLS": "ours timm", "OMP_NUM_THREADS": "1",
+           "SCALING": ""}
     out = subprocess.run(["bash", str(ROOT / "tools" / "gpu_check.sh"), str(tmp_path / "out")],
                          capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
@@ -188,6 +190,19 @@ def test_gpu_check_script_on_the_cpu_path(tmp_path):
     assert "no official rows" in no_official.stderr
     rows = json.loads((tmp_path / "no_official" / "image224_fp32.json").read_text())
     assert [r["impl"] for r in rows] == ["ours"]
+    # The scaling step: the first point of the batch curve, timed, for the same implementations.
+    scaled = subprocess.run(
+        ["bash", str(ROOT / "tools" / "gpu_check.sh"), str(tmp_path / "scaling")],
+        capture_output=True, text=True, timeout=600,
+        env={**env, "MODELS_224": "", "SCALING": "batch", "SCALING_POINTS": "1",
+             "SCALING_ROUNDS": "1", "SCALING_DTYPE": "fp32"})
+    assert scaled.returncode == 0, scaled.stdout[-2000:] + scaled.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "scaling").iterdir()) == [
+        "scaling.md", "scaling.png"]
+    table = (tmp_path / "scaling" / "scaling.md").read_text()
+    assert "| step time (s) |" in table and "| official |" not in table
+    assert {"| ours |", "| ours+recompute |", "| timm |"} <= {
+        line[: line.index(" | ", 2) + 2] for line in table.splitlines() if line.startswith("| ")}
     missing = subprocess.run(["bash", str(ROOT / "tools" / "gpu_check.sh"), str(tmp_path / "x")],
                              capture_output=True, text=True, timeout=300,
                              env={**env, "DEVICE": "cuda", "CUDA_VISIBLE_DEVICES": ""})
@@ -225,15 +240,20 @@ def test_power_fit_recovers_the_law():
 
 def test_scaling_tool_writes_tables_and_plot(tmp_path, monkeypatch):
     """A two-point sweep of Hiera-T: memory doubles with the batch (growth k = 1), recompute
-    saves, and the table and the plot are written."""
+    saves, steps are timed (``--time``), and the tables and the plot are written."""
     sweep = dict(model="hiera_tiny_224", label="batch at 64x64, Hiera-T",
                  impls=("ours", "ours+recompute", "timm"),
                  points=[(b, b, (64, 64)) for b in (1, 2)])
     monkeypatch.setattr(scaling, "SWEEPS", {"batch": sweep})
     out, png = tmp_path / "s.md", tmp_path / "s.png"
-    assert scaling.main(["--sweeps", "batch", "--out", str(out), "--plot", str(png)]) == 0
-    rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| ")]
+    assert scaling.main(["--sweeps", "batch", "--time", "1", "--out", str(out),
+                         "--plot", str(png)]) == 0
+    memory, times = out.read_text().split("| step time (s) |")
+    rows = [line.split(" | ") for line in memory.splitlines() if line.startswith("| ")]
     table = {r[0].strip("| "): r for r in rows[1:]}
+    step_rows = [line.split(" | ") for line in times.splitlines()[2:] if line.startswith("| ")]
+    assert [r[0].strip("| ") for r in step_rows] == ["ours", "ours+recompute", "timm"]
+    assert all(float(r[1]) > 0 and float(r[2]) > 0 for r in step_rows)  # seconds, both points
     assert set(table) == {"ours", "ours+recompute", "timm"}
     assert float(table["ours"][3]) == pytest.approx(1.0, abs=0.01)  # growth k
     ours, recompute, timm = (float(table[i][2]) for i in ("ours", "ours+recompute", "timm"))
