@@ -8,7 +8,7 @@
 #   make test-slow  also the large-model / large-input parity tests
 #   make env        only build the environment
 #   make test-extras  install each extra alone (.[mmdet], .[mmaction], .[detectron2]) into a fresh
-#                   venv as the README says, import its adapter, run one of our configs
+#                   venv as docs/install.md says, import its adapter, run one of our configs
 #                   (EXTRAS="mmdet" for one)
 VENV ?= .venv
 PY := $(VENV)/bin/python

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs this package with one extra at a time into a fresh virtual environment, with the
-# commands of the README's "Install into your own environment", then checks the adapter there
+# commands of docs/install.md's "Install into your own environment", then checks the adapter there
 # (tools/check_install.py: import, build one of our configs, forward and backward on CPU).
 # Usage: requirements/check_extras.sh [mmdet] [mmaction] [detectron2]   (default: all three)
 #
@@ -36,7 +36,7 @@ for EXTRA in "$@"; do
   log "$EXTRA: fresh venv in $WORK"
   "$PYTHON_BIN" -m venv "$WORK/venv"
   PY="$WORK/venv/bin/python"
-  # The README's commands, with -c (pins every version, torch included). --no-input: CI has no
+  # docs/install.md's commands, with -c (pins every version, torch included). --no-input: CI has no
   # stdin.
   PIP=("$PY" -m pip install --no-input --disable-pip-version-check -c "$C")
 

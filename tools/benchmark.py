@@ -15,7 +15,7 @@ plain path); forward+backward is a training step through autograd. For the ``--c
 (default image224) our model also runs through ``torch.compile`` (inductor; forward only, the
 compilation itself is warm-up and not timed), reported as its speed-up over our eager forward.
 
-    python tools/benchmark.py                                   # the README's CPU set
+    python tools/benchmark.py                                   # docs/benchmarks.md's CPU set
     python tools/benchmark.py --models hiera_base_224 --inputs image224 --batch 8 --rounds 10
     python tools/benchmark.py --device cuda --dtype bf16 --inputs image224   # GPU, paper table
     python tools/benchmark.py --models sam2 --inputs det1024 --rounds 3   # SAM 2 trunks vs timm
@@ -52,7 +52,7 @@ INPUTS = {
     "video16x224": (16, 224, 224),
 }
 DEFAULT_MODELS = ["hiera_tiny_224", "hiera_base_224", "hiera_base_16x224", "hvt_s_4"]
-#: Paper Tab. 16 / README: A100 40GB, fp16, images/s at 224 (no FlashAttention, best batch).
+#: Paper Tab. 16 / docs/benchmarks.md: A100 40GB, fp16, images/s at 224 (no FlashAttention, best batch).
 PAPER_A100_FP16 = {
     "hiera_tiny_224": 2758, "hiera_small_224": 2211, "hiera_base_224": 1556,
     "hiera_base_plus_224": 1247, "hiera_large_224": 531, "hiera_huge_224": 274,

@@ -12,8 +12,8 @@
 
 ``--weights`` takes any file the converter reads (official / MAE / timm / Hugging Face Hiera
 files or converted ones); the demo's backbone is a narrow Hiera-T (width 32, blocks 1-1-2-1), so
-only weights of that shape fit: use it with your own small pretrained Hiera, or see the README
-for the full-size COCO configs.
+only weights of that shape fit: use it with your own small pretrained Hiera, or see
+docs/detectron2.md and docs/mmdetection.md for the full-size COCO configs.
 """
 
 from __future__ import annotations

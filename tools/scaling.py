@@ -10,7 +10,7 @@ count is the same on every machine. What is counted is :func:`benchmark.saved_fo
 quantity (distinct storages autograd saves, parameters left out); ``tests/unit/test_benchmark.py``
 checks that counting on fake tensors gives exactly the real run's bytes. All three call
 ``F.scaled_dot_product_attention``, which on CPU tensors picks the flash kernel (it saves the
-output and a log-sum-exp, never the attention matrix), as the README's table.
+output and a log-sum-exp, never the attention matrix), as in docs/benchmarks.md's table.
 
     python tools/scaling.py --out docs/scaling.md --plot docs/scaling.png
     python tools/scaling.py --sweeps frames --out frames.md --plot frames.png
