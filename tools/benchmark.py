@@ -52,7 +52,7 @@ INPUTS = {
     "video16x224": (16, 224, 224),
 }
 DEFAULT_MODELS = ["hiera_tiny_224", "hiera_base_224", "hiera_base_16x224", "hvt_s_4"]
-#: Paper Tab. 16 / docs/benchmarks.md: A100 40GB, fp16, images/s at 224 (no FlashAttention, best batch).
+#: Paper Tab. 16: A100 40GB, fp16, images/s at 224 (no FlashAttention, best batch).
 PAPER_A100_FP16 = {
     "hiera_tiny_224": 2758, "hiera_small_224": 2211, "hiera_base_224": 1556,
     "hiera_base_plus_224": 1247, "hiera_large_224": 531, "hiera_huge_224": 274,
