@@ -31,6 +31,7 @@ not sampled, so the same on every machine; see ``saved_for_backward_mb``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -225,31 +226,43 @@ def peak_memory_mb(impl: str, name: str, input_key: str, batch: int, backward: b
 
 
 def saved_for_backward_mb(model: torch.nn.Module, fn: Callable, x: torch.Tensor,
-                          dtype: torch.dtype = torch.float32) -> float:
+                          dtype: torch.dtype = torch.float32, fake: bool = False) -> float:
     """MiB autograd keeps for backward during one training forward: the distinct storages of
     every tensor it saves, the model's own parameters and buffers left out. This is the
     activation memory a training step holds at its peak, counted rather than sampled, so the
     same code path gives the same number on any CPU or GPU (attention kernels that save
-    different things, e.g. flash attention's log-sum-exp, are the exception)."""
-    own = {
-        t.untyped_storage().data_ptr()
-        for t in (*model.parameters(), *model.buffers())
-    }
+    different things, e.g. flash attention's log-sum-exp, are the exception).
+
+    ``fake``: run on fake tensors (``FakeTensorMode``: shapes, strides and storages without data
+    or compute, the model's tensors swapped for fake ones for the call), which counts the same
+    bytes at any size in a second (``tools/scaling.py``)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.nn.utils.stateless import _reparametrize_module
+
+    state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    mode: contextlib.AbstractContextManager = contextlib.nullcontext()
+    swap: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if fake:
+        mode = FakeTensorMode()
+        state = {k: mode.from_tensor(v) for k, v in state.items()}
+        x = mode.from_tensor(x)
+        swap = _reparametrize_module(model, state)
+    # A storage is known by its StorageImpl (fake storages have no data pointer).
+    own = {t.untyped_storage()._cdata for t in state.values()}
     storages: dict[int, int] = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         storage = tensor.untyped_storage()
-        ptr = storage.data_ptr()
-        if ptr not in own:  # a storage saved twice (or as views) counts once
-            storages[ptr] = max(storages.get(ptr, 0), storage.nbytes())
+        if storage._cdata not in own:  # a storage saved twice (or as views) counts once
+            storages[storage._cdata] = max(storages.get(storage._cdata, 0), storage.nbytes())
         return tensor
 
-    autocast = _autocast(x.device.type, dtype)
-    # The packed tensors stay referenced by the graph until it is freed, so no storage
-    # address is reused while the forward runs.
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), autocast:
+    # The packed tensors stay referenced by the graph until `outs` is freed, so no storage is
+    # reused while the forward runs.
+    with mode, swap, _autocast(x.device.type, dtype), \
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         outs = fn(x)
-    del outs
+        del outs
     return sum(storages.values()) / 2**20
 
 

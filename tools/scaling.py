@@ -5,10 +5,11 @@ the batch (1-8) grow, with the fitted growth law of each curve.
 
 The bytes are counted, not sampled: the forward runs on fake tensors
 (``torch._subclasses.FakeTensorMode``: shapes, strides and storages without data or compute), so
-a 2048x2048 Hiera-B that would need 30 GB in the official code is counted in a second, and the
-count is the same on every machine. What is counted is :func:`benchmark.saved_for_backward_mb`'s
-quantity (distinct storages autograd saves, parameters left out); ``tests/unit/test_benchmark.py``
-checks that counting on fake tensors gives exactly the real run's bytes. All three call
+a 2048x2048 Hiera-B that would save 77 GiB for backward in the official code is counted in a
+second, and the count is the same on every machine. The count is the benchmark's column
+(``benchmark.saved_for_backward_mb(..., fake=True)``: distinct storages autograd saves,
+parameters left out); ``tests/unit/test_benchmark.py`` checks that counting on fake tensors
+gives exactly the real run's bytes. All three call
 ``F.scaled_dot_product_attention``, which on CPU tensors picks the flash kernel (it saves the
 output and a log-sum-exp, never the attention matrix), as in docs/benchmarks.md's table.
 
@@ -26,7 +27,6 @@ official model does not fit in memory.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import math
 import statistics
@@ -79,36 +79,6 @@ SWEEPS: dict[str, dict] = {
         points=[(b, b, (224, 224)) for b in (1, 2, 4, 8)],
     ),
 }
-
-
-def saved_mb(model: torch.nn.Module, fn: Callable, x: torch.Tensor, fake: bool = True) -> float:
-    """MiB of the distinct storages autograd saves during ``fn(x)``, the model's parameters and
-    buffers left out; on fake tensors (``fake``) or for real."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.nn.utils.stateless import _reparametrize_module
-
-    state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
-    mode: contextlib.AbstractContextManager = contextlib.nullcontext()
-    if fake:
-        mode = FakeTensorMode()
-        state = {k: mode.from_tensor(v) for k, v in state.items()}
-        x = mode.from_tensor(x)
-    own = {t.untyped_storage()._cdata for t in state.values()}
-    storages: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        if storage._cdata not in own:  # a storage saved twice (or as views) counts once
-            storages[storage._cdata] = max(storages.get(storage._cdata, 0), storage.nbytes())
-        return tensor
-
-    # The packed tensors stay referenced by the graph until `outs` is freed, so no storage is
-    # reused while the forward runs.
-    with mode, _reparametrize_module(model, state), \
-            torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        outs = fn(x)
-        del outs
-    return sum(storages.values()) / 2**20
 
 
 def build(impl: str, name: str, size: tuple[int, ...]) -> tuple[torch.nn.Module, Callable]:
@@ -175,7 +145,8 @@ def run(
                 model.train()
                 point[impl] = dict(sweep=sweep, model=spec["model"], impl=impl, x=x_value,
                                    batch=batch, size="x".join(map(str, size)),
-                                   saved_mb=saved_mb(model, fn, x))
+                                   saved_mb=benchmark.saved_for_backward_mb(
+                                       model, fn, x, fake=True))
             if time_rounds:
                 x = x.to(device)
                 for impl, (model, fn) in built.items():
