@@ -100,7 +100,7 @@ def _pairs(models: list[str], inputs: list[str]) -> list[tuple[str, str]]:
 
 def build(impl: str, name: str, size: tuple[int, ...]) -> tuple[torch.nn.Module, Callable]:
     """A model and a function ``x -> list of stage maps`` for one implementation."""
-    if impl in ("ours", "compiled"):
+    if impl in ("ours", "compiled", "ours-plain"):
         from hiera_backbones import build_backbone
 
         kwargs = {"input_size": size}
@@ -110,6 +110,8 @@ def build(impl: str, name: str, size: tuple[int, ...]) -> tuple[torch.nn.Module,
             elif size != (224, 224):
                 kwargs.update(pooling="2d")
         model = build_backbone(name, **kwargs)
+        if impl == "ours-plain":  # ours with lean training off: plain autograd
+            model.set_lean_training(False)
         if impl == "compiled":
             compiled = torch.compile(model)
             return model, lambda x: list(compiled(x))
@@ -122,6 +124,10 @@ def build(impl: str, name: str, size: tuple[int, ...]) -> tuple[torch.nn.Module,
     if impl == "timm":
         import timm
 
+        if _is_video(name):
+            model = _timm_video(name, size)
+            return model, lambda x: model.forward_intermediates(
+                x, intermediates_only=True, output_fmt="NHWC")
         if _timm_only(name):  # timm's HieraDet takes any size; abs-win is built for `size`
             from hiera_backbones.parity import timm_reference
 
@@ -132,6 +138,20 @@ def build(impl: str, name: str, size: tuple[int, ...]) -> tuple[torch.nn.Module,
     raise ValueError(impl)
 
 
+def _timm_video(name: str, size: tuple[int, ...]) -> torch.nn.Module:
+    """timm's ``Hiera`` class built with the official video configuration (timm registers no
+    video model, but its class takes 3-D patch, stride and mask-unit shapes); random weights.
+    Its stage maps come out channels-last (``output_fmt="NHWC"``: timm permutes 4-D only)."""
+    from timm.models.hiera import Hiera
+
+    from hiera_backbones.models.hiera import HIERA_CONFIGS
+
+    cfg = HIERA_CONFIGS[name]
+    keys = ("embed_dim", "num_heads", "stages", "q_stride", "mask_unit_size", "patch_kernel",
+            "patch_stride", "patch_padding", "sep_pos_embed")
+    return Hiera(img_size=tuple(size), num_classes=0, **{k: cfg[k] for k in keys})
+
+
 def _timm_only(name: str) -> bool:
     """Architectures whose only other implementation here is timm's (SAM 2's trunk, whose own
     code is outside the pinned stack, and abs-win Hiera)."""
@@ -139,11 +159,11 @@ def _timm_only(name: str) -> bool:
 
 
 def implementations(name: str, size: tuple[int, ...], wanted: list[str]) -> list[str]:
-    impls = ["ours", "compiled"]
+    impls = ["ours", "ours-plain", "compiled"]
     if name.startswith("hiera") and not _timm_only(name):
         impls.append("official")
-    if (name.startswith("hiera") or _timm_only(name)) and len(size) == 2:
-        impls.append("timm")
+    if name.startswith("hiera") or _timm_only(name):
+        impls.append("timm")  # video: timm's class with the official video configuration
     return [i for i in impls if i in wanted]
 
 
@@ -359,7 +379,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             if impl == "compiled" and "fwd_times" in info["ours"]:
                 eager, compiled = info["ours"]["fwd_times"], info[impl]["fwd_times"]
                 row["fwd_vs_eager"] = paired_ratio(eager, compiled)
-            for ref in ("official", "timm"):
+            for ref in ("official", "timm", "ours-plain"):
                 if ref in info and impl == "ours":
                     ours, other = info["ours"], info[ref]
                     for key in ("fwd", "fwd_bwd"):
@@ -480,8 +500,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="registered names, or the groups " + ", ".join(MODEL_GROUPS))
     parser.add_argument("--inputs", nargs="+", default=list(INPUTS), choices=list(INPUTS))
     parser.add_argument("--impls", nargs="+", default=["ours", "compiled", "official", "timm"],
-                        choices=["ours", "compiled", "official", "timm"],
-                        help="compiled: ours through torch.compile (see --compile-inputs)")
+                        choices=["ours", "ours-plain", "compiled", "official", "timm"],
+                        help="compiled: ours through torch.compile (see --compile-inputs); "
+                             "ours-plain: ours with lean training off (plain autograd)")
     parser.add_argument("--compile-inputs", nargs="*", default=["image224"], choices=list(INPUTS),
                         help="inputs that also time torch.compile(ours) (default: image224)")
     parser.add_argument("--batch", type=int, default=0,

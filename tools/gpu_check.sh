@@ -95,8 +95,8 @@ if [[ -n "$SCALING" ]]; then
   # Activation memory (counted) and training-step time along the scaling curves; a point that
   # does not fit on the GPU is reported as out of memory.
   echo "== scaling"
-  # The same implementations as above (not compiled), and ours with MLP recompute.
-  scaling_impls="$(echo " $IMPLS " | sed 's/ compiled / /g') ours+recompute"
+  # The same implementations as above (not compiled), and ours with plain autograd.
+  scaling_impls="$(echo " $IMPLS " | sed 's/ compiled / /g') ours-plain"
   # shellcheck disable=SC2086  # the sweep and implementation lists are word lists
   timeout "$STEP_TIMEOUT" "$PY" "$ROOT/tools/scaling.py" --sweeps $SCALING --device "$DEVICE" \
     --time "$SCALING_ROUNDS" --dtype "$SCALING_DTYPE" --max-points "$SCALING_POINTS" \

@@ -60,34 +60,25 @@ benchmark = _load_benchmark()
 SWEEPS: dict[str, dict] = {
     "image": dict(
         model="hiera_base_224", label="image side (px), Hiera-B, batch 1",
-        impls=("ours", "ours+recompute", "timm", "official"),
+        impls=("ours", "ours-plain", "timm", "official"),
         points=[(s, 1, (s, s)) for s in (512, 768, 1024, 1536, 2048)],
     ),
     "sam2": dict(
         model="sam2_hiera_base_plus", label="image side (px), SAM 2 Hiera-B+ trunk, batch 1",
-        impls=("ours", "ours+recompute", "timm"),
+        impls=("ours", "ours-plain", "timm"),
         points=[(s, 1, (s, s)) for s in (512, 768, 1024, 1536, 2048)],
     ),
     "frames": dict(
         model="hiera_base_16x224", label="frames at 224x224, Hiera-B video, batch 1",
-        impls=("ours", "ours+recompute", "official"),
+        impls=("ours", "ours-plain", "timm", "official"),
         points=[(t, 1, (t, 224, 224)) for t in (8, 16, 24, 32)],
     ),
     "batch": dict(
         model="hiera_base_224", label="batch at 224x224, Hiera-B",
-        impls=("ours", "ours+recompute", "timm", "official"),
+        impls=("ours", "ours-plain", "timm", "official"),
         points=[(b, b, (224, 224)) for b in (1, 2, 4, 8)],
     ),
 }
-
-
-def build(impl: str, name: str, size: tuple[int, ...]) -> tuple[torch.nn.Module, Callable]:
-    """``benchmark.build``, plus ``ours+recompute`` (ours with ``set_mlp_recompute()``)."""
-    if impl == "ours+recompute":
-        model, fn = benchmark.build("ours", name, size)
-        model.set_mlp_recompute(True)
-        return model, fn
-    return benchmark.build(impl, name, size)
 
 
 def fit_power(xs: list[float], ys: list[float]) -> tuple[float, float]:
@@ -138,7 +129,7 @@ def run(
         spec = SWEEPS[sweep]
         wanted = [i for i in spec["impls"] if impls is None or i in impls]
         for x_value, batch, size in spec["points"][: max_points or None]:
-            built = {i: build(i, spec["model"], size) for i in wanted}
+            built = {i: benchmark.build(i, spec["model"], size) for i in wanted}
             x = torch.randn(batch, 3, *size)
             point, steps = {}, {}
             for impl, (model, fn) in built.items():
@@ -169,8 +160,8 @@ def run(
 
 
 #: One colour per implementation in every panel.
-COLORS = {"ours": "C0", "ours+recompute": "C1", "timm": "C2", "official": "C3"}
-OURS = ("ours", "ours+recompute")
+COLORS = {"ours": "C0", "ours-plain": "C1", "timm": "C2", "official": "C3"}
+OURS = ("ours",)
 
 
 def _mib(value: float) -> str:
@@ -181,9 +172,10 @@ def markdown(rows: list[dict]) -> str:
     lines = [
         "Activation memory of one training forward (fp32): MiB autograd saves for backward, "
         "parameters left out, counted on fake tensors (`tools/scaling.py`; the same on every "
-        "machine). `ours+recompute`: ours with `set_mlp_recompute()`. Growth: `MiB = a * x^k` "
-        "fitted per curve (least squares in log-log). The last columns: ours (and ours with "
-        "recompute) over that implementation at the largest point.",
+        "machine). `ours` trains lean (the default); `ours-plain`: ours with "
+        "`set_lean_training(False)`, plain autograd. Growth: `MiB = a * x^k` fitted per curve "
+        "(least squares in log-log). The last column: ours over that implementation at the "
+        "largest point.",
         "",
     ]
     for sweep, spec in SWEEPS.items():
@@ -194,8 +186,8 @@ def markdown(rows: list[dict]) -> str:
         impls = [i for i in spec["impls"] if any(r["impl"] == i for r in part)]
         lines += [f"**{spec['label']}**", "",
                   "| impl | " + " | ".join(str(x) for x in xs)
-                  + " | growth k | ours / it | ours+recompute / it |",
-                  "|---|" + "---|" * (len(xs) + 3)]
+                  + " | growth k | ours / it |",
+                  "|---|" + "---|" * (len(xs) + 2)]
         value = {(r["impl"], r["x"]): r["saved_mb"] for r in part}
         for impl in impls:
             ys = [value[(impl, x)] for x in xs]

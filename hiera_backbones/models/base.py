@@ -21,8 +21,6 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .layers import Mlp
-
 __all__ = ["StageBackbone", "backbone_layer_id", "take_indices"]
 
 
@@ -216,14 +214,16 @@ class StageBackbone(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
 
-    def set_mlp_recompute(self, enable: bool = True) -> None:
-        """Training saves less for backward: every MLP keeps fc1's input and output only and
-        recomputes GELU in backward (``layers.Mlp.recompute_act``). Gradients are plain
-        autograd's up to GEMM rounding; costs one GELU pass per MLP in backward. Cheaper than
-        ``grad_checkpointing`` (which reruns whole blocks) and combinable with it."""
+    def set_lean_training(self, enable: bool = True) -> None:
+        """Lean training (on by default): every block keeps for backward only what cannot be
+        rebuilt without a GEMM (:mod:`~hiera_backbones.models.lean`: LayerNorm fused into the
+        next Linear, GELU's output rebuilt, compact max-pool indices), ~0.6x of plain autograd's
+        activations; gradients are plain autograd's up to GEMM rounding. ``False``: plain
+        autograd (e.g. for second derivatives, which the lean functions do not provide).
+        Independent of ``grad_checkpointing`` (which reruns whole blocks) and combinable."""
         for module in self.modules():
-            if isinstance(module, Mlp):
-                module.recompute_act = enable
+            if hasattr(module, "lean_training"):
+                module.lean_training = bool(enable)
 
     # ------------------------------------------------------------------ frozen stages
     def _set_frozen_stages(self, frozen_stages: int) -> None:

@@ -47,6 +47,7 @@ from .base import StageBackbone
 from .cpu_fusion import fused_linear, use_fusion
 from .hiera import hiera_stage_geometry
 from .layers import Attention, DropPath, Mlp
+from .lean import is_plain_layer_norm, lean_allowed, max_members, norm_linear, norm_mlp
 from .pos_embed import resize_grid_pos_embed
 from .registry import register_model
 
@@ -171,21 +172,33 @@ class HieraDetBlock(nn.Module):
         self.norm2 = norm_layer(dim_out)
         self.mlp = Mlp(dim_out, int(dim_out * mlp_ratio), act_layer=act_layer)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        #: Training saves only what cannot be rebuilt cheaply (:mod:`.lean`); off: plain autograd.
+        self.lean_training = True
         if dim != dim_out:
             self.proj = nn.Linear(dim, dim_out)
 
-    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+    def _pool(self, x: torch.Tensor, lean: bool = False) -> torch.Tensor:
         """2x2 max-pool (floor) of a channels-last grid. ``max_pool2d`` on the channels-last
         NCHW view: its backward scatters through saved indices, where a reduction (``amax``)
-        over the strided 2x2 members would rebuild tie masks and sums (~4x slower at 1024)."""
+        over the strided 2x2 members would rebuild tie masks and sums (~4x slower at 1024).
+        ``lean``: a max over columns, then rows, keeping uint8 member indices instead of
+        ``max_pool2d``'s int64 ones (the same maxima and the same member on ties: the first in
+        raster order)."""
         if self.q_stride == (1, 1):
             return x
+        if lean:
+            (ph, pw), (batch, height, width, channels) = self.q_stride, x.shape
+            x = x[:, : height - height % ph, : width - width % pw]
+            x = x.reshape(batch, height // ph, ph, width // pw, pw, channels)
+            return max_members(max_members(x, 4), 2)
         pooled = F.max_pool2d(x.permute(0, 3, 1, 2), self.q_stride, self.q_stride)
         return pooled.permute(0, 2, 3, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._fusable(x):
             return self._forward_fused(x)
+        if self._lean(x):
+            return self._forward_lean(x)
         _, height, width, _ = x.shape
         x_norm = self.norm1(x)
         if self.dim != self.dim_out:
@@ -197,6 +210,40 @@ class HieraDetBlock(nn.Module):
         out = _unpartition(out, grid, pooled_window, x.shape[1:3])
         x = x + self.drop_path(out)
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def _lean(self, x: torch.Tensor) -> bool:
+        """Lean training (:mod:`.lean`) for the stock layers, as the shared ``Block``'s."""
+        if not self.lean_training or type(self.attn) is not _GroupAttention:
+            return False
+        if type(self.mlp) is not Mlp or not self.mlp.lean_compatible():
+            return False
+        if not (is_plain_layer_norm(self.norm1) and is_plain_layer_norm(self.norm2)):
+            return False
+        linears = [self.attn.qkv] + ([self.proj] if self.dim != self.dim_out else [])
+        if any(type(layer) is not nn.Linear for layer in linears):
+            return False
+        return lean_allowed(x, [self.norm1, self.norm2, self.attn, self.mlp, *linears])
+
+    def _forward_lean(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` with LayerNorm fused into ``qkv`` (through the window partition,
+        rebuilt in backward) and ``proj``, and into the MLP."""
+        _, height, width, _ = x.shape
+        window = (self.window_size,) * 2 if self.window_size else (height, width)
+        linears = self.attn.lean_qkv_linears(
+            lambda t: _partition(t, window, self.q_stride)[0])
+        if self.dim != self.dim_out:
+            linears.append((self.proj.weight, self.proj.bias, None))
+        outs = norm_linear(x, self.norm1, linears)
+        if self.dim != self.dim_out:
+            x = self._pool(outs[-1], lean=True)
+        grid = (-(-height // window[0]), -(-width // window[1]))
+        out = self.attn.attend_projected(outs, outs[0].shape[0], 1)
+        out = self.attn.proj(out)
+        pooled_window = (window[0] // self.q_stride[0], window[1] // self.q_stride[1])
+        out = _unpartition(out, grid, pooled_window, x.shape[1:3])
+        x = x + self.drop_path(out)
+        mlp = norm_mlp(x, self.norm2, self.mlp.fc1, self.mlp.fc2, self.mlp.act.approximate)
+        return x + self.drop_path(mlp)
 
     def _fusable(self, x: torch.Tensor) -> bool:
         """The fused CPU inference path (as the shared :class:`~.layers.Block`'s): stock layers

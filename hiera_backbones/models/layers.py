@@ -18,7 +18,10 @@ attention copies (the official code permutes ``qkv`` into a 5-D layout, which al
 unfused math kernel).
 
 Without autograd on CPU, blocks take a fused path (:mod:`hiera_backbones.models.cpu_fusion`):
-bias, GELU and both residual adds run inside the oneDNN GEMMs.
+bias, GELU and both residual adds run inside the oneDNN GEMMs. In training they take the lean
+path (:mod:`hiera_backbones.models.lean`): LayerNorm fused into the Linear(s) after it and into
+the MLP, GELU's output rebuilt in backward, q projected apart where it is pooled, compact max-pool
+indices; ~0.6x of plain autograd's activations, gradients equal up to GEMM rounding.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from timm.layers import DropPath, LayerScale
 from torch import nn
 
 from .cpu_fusion import fused_linear, use_fusion
+from .lean import is_plain_layer_norm, lean_allowed, max_members, norm_linear, norm_mlp
 
 __all__ = [
     "Attention",
@@ -49,12 +53,20 @@ _CHUNK_BYTES = 16 * 2**20
 
 def max_over(x: torch.Tensor, dim: int) -> torch.Tensor:
     """Max over ``dim`` (the members of a pooling window). Without autograd a plain reduction
-    (``amax``, the fastest forward); under autograd ``max`` with indices, whose backward
-    scatters through them instead of rebuilding ``amax``'s tie masks and counts (1.3-5x
-    faster forward+backward on the pooled layouts here, CPU)."""
+    (``amax``, the fastest forward); under autograd a max with indices, whose backward scatters
+    through them instead of rebuilding ``amax``'s tie masks and counts (1.3-5x faster
+    forward+backward on the pooled layouts here, CPU), keeping uint8 member indices
+    (:func:`~.lean.max_members`; plain ``max`` when ops are recorded for an exporter)."""
     if x.requires_grad and torch.is_grad_enabled():
-        return x.max(dim).values
+        if _recording():
+            return x.max(dim).values
+        return max_members(x, dim)
     return x.amax(dim)
+
+
+def _recording() -> bool:
+    """jit tracing / scripting or ``torch.compile`` / ``torch.export``: plain ops only."""
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
 
 
 def max_pool_tokens(x: torch.Tensor, stride: int, num_units: int = 1) -> torch.Tensor:
@@ -156,9 +168,15 @@ class Attention(nn.Module):
         """``(groups, tokens, 3 * dim_out)`` packed projections -> ``(groups, tokens', dim_out)``
         attention output (``tokens' = tokens / q_stride``)."""
         groups, tokens, _ = qkv.shape
-        heads, head_dim = self.heads, self.head_dim
         # (groups, tokens, heads, head_dim) views of q, k, v: no copy.
-        q, k, v = qkv.view(groups, tokens, 3, heads, head_dim).unbind(2)
+        q, k, v = qkv.view(groups, tokens, 3, self.heads, self.head_dim).unbind(2)
+        return self.attend_heads(q, k, v, units_per_group)
+
+    def attend_heads(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     units_per_group: int) -> torch.Tensor:
+        """Attention of ``(groups, tokens, heads, head_dim)`` q, k, v (views welcome); q is
+        max-pooled here -> ``(groups, tokens', dim_out)``."""
+        groups, _, heads, head_dim = k.shape
         if self.q_stride > 1:
             q = max_over(q.view(groups, units_per_group, self.q_stride, -1, heads, head_dim), 2)
             q = q.view(groups, -1, heads, head_dim)
@@ -166,64 +184,34 @@ class Attention(nn.Module):
         # Fused kernels return (..., tokens, heads, head_dim) memory: this reshape is a view.
         return out.transpose(1, 2).reshape(groups, -1, self.dim_out)
 
+    def lean_qkv_linears(self, rearrange=None) -> list:
+        """``norm_linear`` arguments for the ``qkv`` projection: one GEMM, or with query pooling
+        q and k|v in two (rows of the same weight), so that the unpooled q is freed after
+        pooling instead of being kept alive as part of the tensor k and v are views of."""
+        weight, bias = self.qkv.weight, self.qkv.bias
+        if self.q_stride == 1:
+            return [(weight, bias, rearrange)]
+        c = self.dim_out
+        return [(weight[:c], None if bias is None else bias[:c], rearrange),
+                (weight[c:], None if bias is None else bias[c:], rearrange)]
 
-class _GeluMlpFunction(torch.autograd.Function):
-    """``fc2(gelu(fc1(x)))`` for training that keeps only ``x`` and fc1's output for backward.
-
-    Plain autograd keeps fc1's output (GELU's input) *and* GELU's output (fc2's input), each
-    ``hidden_dim`` = 4x the width per token: the largest activations of a block. Here GELU's
-    output is recomputed from fc1's output in backward, where fc2's weight gradient needs it,
-    and then dropped, so a block saves 4 widths per token fewer (~25 % of a Hiera block's saved
-    activations). The recomputation is the same elementwise op on the same input, so gradients
-    equal plain autograd's up to GEMM rounding. Autocast is replayed in backward as forward saw it.
-    """
-
-    @staticmethod
-    def forward(ctx, x, w1, b1, w2, b2, approximate: str):  # noqa: D102
-        hidden = F.linear(x, w1, b1)
-        out = F.linear(F.gelu(hidden, approximate=approximate), w2, b2)
-        device = x.device.type
-        ctx.autocast = (device, torch.is_autocast_enabled(device),
-                        torch.get_autocast_dtype(device))
-        ctx.approximate = approximate
-        ctx.save_for_backward(x, hidden, w1, w2)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):  # noqa: D102
-        x, hidden, w1, w2 = ctx.saved_tensors
-        device, enabled, dtype = ctx.autocast
-        needs = ctx.needs_input_grad  # False for an absent bias too
-        grad_x = grad_w1 = grad_b1 = grad_w2 = grad_b2 = None
-        with torch.autocast(device, dtype=dtype, enabled=enabled):
-            act = F.gelu(hidden, approximate=ctx.approximate)
-            flat_grad = grad_out.reshape(-1, grad_out.shape[-1])
-            if needs[3]:
-                grad_w2 = flat_grad.t().mm(act.reshape(-1, act.shape[-1]).to(flat_grad.dtype))
-            del act
-            if needs[4]:
-                grad_b2 = flat_grad.sum(0)
-            grad_act = F.linear(grad_out, w2.t())
-            grad_hidden = torch.ops.aten.gelu_backward(
-                grad_act.to(hidden.dtype), hidden, approximate=ctx.approximate)
-            del grad_act
-            flat_hidden = grad_hidden.reshape(-1, grad_hidden.shape[-1])
-            if needs[1]:
-                flat_x = x.reshape(-1, x.shape[-1])
-                grad_w1 = flat_hidden.t().mm(flat_x.to(flat_hidden.dtype))
-            if needs[2]:
-                grad_b1 = flat_hidden.sum(0)
-            if needs[0]:
-                grad_x = F.linear(grad_hidden, w1.t())
-        return grad_x, grad_w1, grad_b1, grad_w2, grad_b2, None
+    def attend_projected(self, outs: tuple[torch.Tensor, ...], groups: int,
+                         units_per_group: int) -> torch.Tensor:
+        """:meth:`attend_heads` of the outputs of :meth:`lean_qkv_linears`' GEMMs, any
+        ``(..., C)`` layout whose leading tokens split into ``groups`` contiguous groups."""
+        heads, head_dim = self.heads, self.head_dim
+        if self.q_stride == 1:
+            q, k, v = outs[0].reshape(groups, -1, 3, heads, head_dim).unbind(2)
+        else:
+            q = outs[0].reshape(groups, -1, heads, head_dim)
+            k, v = outs[1].reshape(groups, -1, 2, heads, head_dim).unbind(2)
+        return self.attend_heads(q, k, v, units_per_group)
 
 
 class Mlp(nn.Module):
     """``fc2(act(fc1(x)))`` (timm's ``Mlp`` keys); the fused path adds GELU and a residual
-    inside the GEMMs. With ``recompute_act`` (off by default; ``StageBackbone.
-    set_mlp_recompute``), training keeps only fc1's input and output for backward and recomputes
-    GELU there (:class:`_GeluMlpFunction`): 4 widths per token fewer saved per block, for one
-    more GELU pass in backward (measured on CPU, fp32: +16 % MLP time at width 96, +2 % at 384)."""
+    inside the GEMMs. In training, :class:`Block` runs it with its LayerNorm through
+    :func:`~.lean.norm_mlp` (GELU's output rebuilt in backward, not kept)."""
 
     def __init__(
         self, dim: int, hidden_dim: int, act_layer: type[nn.Module] = nn.GELU
@@ -232,16 +220,10 @@ class Mlp(nn.Module):
         self.fc1 = nn.Linear(dim, hidden_dim)
         self.act = act_layer()
         self.fc2 = nn.Linear(hidden_dim, dim)
-        #: Recompute GELU in backward instead of saving its output (training only).
-        self.recompute_act = False
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         """``fc2(act(fc1(x)))``; with ``residual`` (fused path only) adds it in ``fc2``."""
         if residual is None:
-            if self._recomputes(x):
-                return _GeluMlpFunction.apply(x, self.fc1.weight, self.fc1.bias,
-                                              self.fc2.weight, self.fc2.bias,
-                                              self.act.approximate)
             return self.fc2(self.act(self.fc1(x)))
         rows = max(1, _CHUNK_BYTES // (self.fc1.out_features * x.element_size()))
         if x.shape[:-1].numel() <= rows:
@@ -252,19 +234,10 @@ class Mlp(nn.Module):
         chunks = [self._fused(a, b) for a, b in zip(flat_x.split(rows), flat_res.split(rows))]
         return torch.cat(chunks).view(residual.shape)
 
-    def _recomputes(self, x: torch.Tensor) -> bool:
-        """Training through autograd with plain GELU; never while tracing or scripting (FLOP
-        counters and exporters read the plain ops) or compiling (the compiler plans its own
-        recomputation)."""
-        return (
-            self.recompute_act
-            and type(self.act) is nn.GELU
-            and torch.is_grad_enabled()
-            and (x.requires_grad or self.fc1.weight.requires_grad or self.fc2.weight.requires_grad)
-            and not torch.jit.is_tracing()
-            and not torch.jit.is_scripting()
-            and not torch.compiler.is_compiling()
-        )
+    def lean_compatible(self) -> bool:
+        """Stock layers and plain GELU: what :func:`~.lean.norm_mlp` replays."""
+        return (type(self.act) is nn.GELU and type(self.fc1) is nn.Linear
+                and type(self.fc2) is nn.Linear)
 
     def _fused(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         # oneDNN has GELU (erf and tanh) as a GEMM epilogue; other activations run unfused.
@@ -311,6 +284,8 @@ class Block(nn.Module):
             self.ls1 = LayerScale(dim_out, layer_scale_init)
             self.ls2 = LayerScale(dim_out, layer_scale_init)
         self.expand_proj = expand_proj
+        #: Training saves only what cannot be rebuilt cheaply (:mod:`.lean`); off: plain autograd.
+        self.lean_training = True
         if dim != dim_out:
             if expand_proj:
                 self.proj = nn.Linear(dim, dim_out)
@@ -336,12 +311,52 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._fusable(x):
             return self._forward_fused(x)
+        if self._lean(x):
+            return self._forward_lean(x)
         x_norm = self.norm1(x)
         if self.dim != self.dim_out:
             x = self._transition_residual(x, x_norm, self.proj if self.expand_proj else None)
         attn = self.attn(x_norm)
         x = x + self.drop_path(attn if self.ls1 is None else self.ls1(attn))
         mlp = self.mlp(self.norm2(x))
+        return x + self.drop_path(mlp if self.ls2 is None else self.ls2(mlp))
+
+    def _lean(self, x: torch.Tensor) -> bool:
+        """Lean training (:mod:`.lean`) for the stock layers: a swapped, wrapped or hooked
+        layer (LoRA, a feature hook, a parametrization) runs its own forward instead."""
+        if not self.lean_training or type(self.attn) is not Attention:
+            return False
+        if type(self.mlp) is not Mlp or not self.mlp.lean_compatible():
+            return False
+        if not (is_plain_layer_norm(self.norm1) and is_plain_layer_norm(self.norm2)):
+            return False
+        modules = [self.norm1, self.norm2, self.attn, self.attn.qkv, self.mlp, self.mlp.fc1,
+                   self.mlp.fc2]
+        if self.dim != self.dim_out and self.expand_proj:
+            modules.append(self.proj)
+        if any(type(m) is not nn.Linear for m in modules[3:4] + modules[5:]):
+            return False
+        return lean_allowed(x, modules)
+
+    def _forward_lean(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` with LayerNorm fused into ``qkv`` / ``proj`` and into the MLP."""
+        attn = self.attn
+        batch, tokens, _ = x.shape
+        units = attn.num_units(tokens)
+        windows = units if attn.use_mask_unit_attn else 1
+        linears = attn.lean_qkv_linears()
+        projects = self.dim != self.dim_out and self.expand_proj
+        if projects:
+            linears.append((self.proj.weight, self.proj.bias, None))
+        outs = norm_linear(x, self.norm1, linears)
+        if projects:
+            x = max_pool_tokens(outs[-1], attn.q_stride, units)
+        elif self.dim != self.dim_out:
+            x = self._transition_residual(x, x, None)
+        out = attn.attend_projected(outs, batch * windows, units // windows)
+        out = attn.proj(out.view(batch, -1, attn.dim_out))
+        x = x + self.drop_path(out if self.ls1 is None else self.ls1(out))
+        mlp = norm_mlp(x, self.norm2, self.mlp.fc1, self.mlp.fc2, self.mlp.act.approximate)
         return x + self.drop_path(mlp if self.ls2 is None else self.ls2(mlp))
 
     def _fusable(self, x: torch.Tensor) -> bool:
