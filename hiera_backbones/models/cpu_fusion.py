@@ -33,7 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules import module as _module
 
-__all__ = ["cpu_fusion", "cpu_fusion_available", "fused_linear", "set_cpu_fusion", "use_fusion"]
+__all__ = [
+    "cpu_fusion", "cpu_fusion_available", "fused_linear", "recording_ops", "set_cpu_fusion",
+    "use_fusion",
+]
 
 _enabled = os.environ.get("HIERA_BACKBONES_CPU_FUSION", "1") != "0"
 
@@ -126,7 +129,7 @@ def use_fusion(x: torch.Tensor, module: nn.Module) -> bool:
     # Tracers (torch.compile, torch.export, jit) and dispatch modes (FakeTensorMode,
     # FlopCounterMode) record ops: they get the plain ones, which they all know. Checked before
     # anything else, so that none of them ever sees the self-check below.
-    if _is_tracing() or torch._C._len_torch_dispatch_stack():
+    if recording_ops() or torch._C._len_torch_dispatch_stack():
         return False
     if torch.is_autocast_enabled("cpu"):
         return False
@@ -148,7 +151,9 @@ def use_fusion(x: torch.Tensor, module: nn.Module) -> bool:
     return _self_check()
 
 
-def _is_tracing() -> bool:
+def recording_ops() -> bool:
+    """jit tracing or scripting, ``torch.compile`` or ``torch.export``: whoever records the ops
+    gets the plain ones, which every tracer, exporter and FLOP counter knows."""
     if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
         return True
     is_exporting = getattr(torch.compiler, "is_exporting", None)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, LayerScale
 from torch import nn
 
-from .cpu_fusion import fused_linear, use_fusion
+from .cpu_fusion import fused_linear, recording_ops, use_fusion
 from .lean import is_plain_layer_norm, lean_allowed, max_members, norm_linear, norm_mlp
 
 __all__ = [
@@ -58,15 +58,10 @@ def max_over(x: torch.Tensor, dim: int) -> torch.Tensor:
     forward+backward on the pooled layouts here, CPU), keeping uint8 member indices
     (:func:`~.lean.max_members`; plain ``max`` when ops are recorded for an exporter)."""
     if x.requires_grad and torch.is_grad_enabled():
-        if _recording():
+        if recording_ops():
             return x.max(dim).values
         return max_members(x, dim)
     return x.amax(dim)
-
-
-def _recording() -> bool:
-    """jit tracing / scripting or ``torch.compile`` / ``torch.export``: plain ops only."""
-    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
 
 
 def max_pool_tokens(x: torch.Tensor, stride: int, num_units: int = 1) -> torch.Tensor:

@@ -34,6 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
+from torch.nn.modules import module as _module
+
+from .cpu_fusion import recording_ops
 
 __all__ = ["lean_allowed", "max_members", "norm_linear", "norm_mlp"]
 
@@ -44,13 +47,15 @@ def lean_allowed(x: torch.Tensor, modules: Sequence[nn.Module]) -> bool:
     """Whether ``modules`` may run ``x`` through the lean functions: an autograd graph is being
     built, nothing records ops for an exporter or a FLOP counter (jit tracing or scripting,
     ``torch.compile`` / ``torch.export``, which plan their own recomputation), and no forward
-    hook on any of ``modules`` would be bypassed."""
+    hook on any of ``modules`` (or a global one) would be bypassed."""
     if not torch.is_grad_enabled():
         return False
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+    if recording_ops():
         return False
     if not (x.requires_grad or any(p.requires_grad for m in modules for p in m.parameters())):
         return False
+    if _module._global_forward_hooks or _module._global_forward_pre_hooks:
+        return False  # they would not see the fused layers' calls
     return not any(m._forward_hooks or m._forward_pre_hooks for m in modules)
 
 

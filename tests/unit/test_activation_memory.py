@@ -193,6 +193,10 @@ def test_plain_ops_where_they_are_read():
     handle = block.norm1.register_forward_hook(lambda *args: None)
     assert not block._lean(x)  # a feature hook must run
     handle.remove()
+    handle = nn.modules.module.register_module_forward_hook(lambda *args: None)
+    assert not block._lean(x)  # global hooks too
+    handle.remove()
+    assert block._lean(x)
 
     class LoRALinear(nn.Linear):
         pass

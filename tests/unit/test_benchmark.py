@@ -141,9 +141,10 @@ def test_memory_run_reports_saved_activations_and_ratios(tmp_path, monkeypatch):
     ]) == 0
     rows = {r["impl"]: r for r in json.loads(raw.read_text())}
     saved = {impl: row["saved_mb"] for impl, row in rows.items()}
-    # Measured (Hiera-T, 224, batch 1, fp32): ours 90.3 MiB, official 98.6, timm 105.8. Counted,
-    # not timed: the same on every machine, so a regression of a few MiB shows.
-    assert 80 < saved["ours"] < saved["official"] < saved["timm"] < 120, saved
+    # Measured (Hiera-T, 224, batch 1, fp32): ours 54.2 MiB (lean training), official 98.6, timm
+    # 105.8. Counted, not timed: the same on every machine, so a regression of a few MiB shows.
+    assert 50 < saved["ours"] < 0.6 * saved["timm"], saved
+    assert saved["official"] < saved["timm"] < 120, saved
     assert rows["ours"]["saved_vs_timm"] == pytest.approx(saved["ours"] / saved["timm"])
     assert rows["ours"]["saved_vs_official"] == pytest.approx(saved["ours"] / saved["official"])
     assert "| saved for bwd MiB |" in (tmp_path / "b.md").read_text()
@@ -257,5 +258,5 @@ def test_scaling_tool_writes_tables_and_plot(tmp_path, monkeypatch):
     assert float(table["ours"][3]) == pytest.approx(1.0, abs=0.01)  # growth k
     ours, plain, timm = (float(table[i][2]) for i in ("ours", "ours-plain", "timm"))
     assert ours < 0.75 * plain and plain <= timm
-    assert float(table["timm"][4].rstrip("×")) == pytest.approx(ours / timm, abs=0.01)
+    assert float(table["timm"][4].rstrip(" |×")) == pytest.approx(ours / timm, abs=0.01)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
