@@ -23,12 +23,10 @@ compression are turned off (both need CUDA) and DDP runs on the gloo backend.
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib.util
 import logging
 import os
 import sys
-import weakref
 from typing import Any
 
 import torch
@@ -49,6 +47,7 @@ from detectron2.utils.events import CommonMetricPrinter, JSONWriter, Tensorboard
 from omegaconf import DictConfig
 
 from hiera_backbones.detectron2 import HieraCheckpointer
+from hiera_backbones.distributed import close_process_groups
 
 logger = logging.getLogger("detectron2")
 
@@ -177,39 +176,22 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def close_distributed(wait_for_peers: bool = True) -> None:
-    """Closes this process's process groups while the interpreter is fully alive.
+    """Closes this process's process groups while the interpreter is fully alive
+    (:func:`hiera_backbones.distributed.close_process_groups`): detectron2's ``launch`` leaves
+    its workers' groups (the world, its local group, the gloo group ``comm.gather`` caches)
+    open when the worker returns. detectron2's references to them are dropped too, so nothing
+    keeps the destroyed groups alive and a later launch in this process works. No-op outside a
+    distributed run."""
 
-    detectron2's ``launch`` leaves its workers' groups (the world, its local group, the gloo
-    group ``comm.gather`` caches) open when the worker returns; they are torn down during
-    interpreter finalization, if at all, while gloo's C++ threads still run and may hold work
-    that references Python objects. A gloo worker then sometimes aborted at exit ("terminate
-    called without an active exception", SIGABRT) after training and evaluation had finished
-    (pytorch/pytorch#190489). Here every rank first waits for the others (``wait_for_peers``;
-    skipped after a failure, when a peer may never arrive), then the groups are destroyed,
-    detectron2's references to them dropped, and the model, data loaders and DDP reducer
-    that still point at them collected. No-op outside a distributed run.
-    """
-    if not (dist.is_available() and dist.is_initialized()):
-        return
-    if wait_for_peers:
+    def forget_detectron2_groups() -> None:
+        comm._LOCAL_PROCESS_GROUP = None
+        for cached in (comm.create_local_process_group, comm._get_global_gloo_group):
+            cached.cache_clear()
+
+    # comm.synchronize: detectron2's barrier (a no-op for one process).
+    if wait_for_peers and dist.is_available() and dist.is_initialized():
         comm.synchronize()
-    world = getattr(dist.distributed_c10d, "_world", None)
-    groups = [weakref.ref(g) for g in getattr(world, "pg_map", ())]
-    dist.destroy_process_group()  # every group, subgroups included
-    # detectron2.utils.comm keeps the local group and caches the gather group: forget both,
-    # so nothing keeps the destroyed groups alive and a later launch in this process works.
-    comm._LOCAL_PROCESS_GROUP = None
-    for cached in (comm.create_local_process_group, comm._get_global_gloo_group):
-        cached.cache_clear()
-    gc.collect()
-    alive = sum(ref() is not None for ref in groups)
-    if alive:
-        logger.warning(
-            f"{alive} of {len(groups)} process groups are still referenced after closing; "
-            "they are freed only at interpreter exit"
-        )
-    else:
-        logger.info(f"closed {len(groups)} process groups")
+    close_process_groups(wait_for_peers=False, forget=forget_detectron2_groups, log=logger)
 
 
 def build_parser() -> argparse.ArgumentParser:

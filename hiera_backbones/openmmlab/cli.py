@@ -119,18 +119,32 @@ def print_metrics(metrics: Any) -> None:
 
 @contextmanager
 def owned_process_group() -> Iterator[None]:
-    """Destroys, on leaving, a default process group created inside the block (by
-    ``setup_cpu_distributed`` or the runner); a group that already existed is left alone.
-    A gloo group left for interpreter exit to tear down can abort the process ("terminate
-    called without an active exception") after a run that otherwise succeeded."""
+    """Closes, on leaving, the process groups of a default group created inside the block (by
+    ``setup_cpu_distributed`` or the runner), while the interpreter is fully alive
+    (:func:`hiera_backbones.distributed.close_process_groups`: every rank waits for the others
+    unless the block failed, every group is destroyed, what still points at them, the finished
+    runner's DDP model and data loaders, is collected). A group that already existed is left
+    alone. A gloo group left for interpreter exit to tear down can abort the process
+    ("terminate called without an active exception") after a run that otherwise succeeded."""
     import torch.distributed as dist
 
+    from ..distributed import close_process_groups
+
     existed = dist.is_available() and dist.is_initialized()
+    finished = False
     try:
         yield
+        finished = True
     finally:
-        if not existed and dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        if not existed:
+            close_process_groups(wait_for_peers=finished, log=_mmengine_logger())
+
+
+def _mmengine_logger() -> Any:
+    """The runner's logger (MMLogger's current instance): its messages land in the run's log."""
+    from mmengine.logging import MMLogger
+
+    return MMLogger.get_current_instance()
 
 
 def run_with_runner(cfg: Any, launcher: str, run: Callable[[Any], int | None]) -> int:
