@@ -46,8 +46,8 @@ from torch import nn
 from .base import StageBackbone
 from .cpu_fusion import fused_linear, use_fusion
 from .hiera import hiera_stage_geometry
-from .layers import Attention, DropPath, Mlp
-from .lean import is_plain_layer_norm, lean_allowed, max_members, norm_linear, norm_mlp
+from .layers import Attention, DropPath, Mlp, lean_block
+from .lean import max_members, norm_linear, norm_mlp
 from .pos_embed import resize_grid_pos_embed
 from .registry import register_model
 
@@ -212,17 +212,7 @@ class HieraDetBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
     def _lean(self, x: torch.Tensor) -> bool:
-        """Lean training (:mod:`.lean`) for the stock layers, as the shared ``Block``'s."""
-        if not self.lean_training or type(self.attn) is not _GroupAttention:
-            return False
-        if type(self.mlp) is not Mlp or not self.mlp.lean_compatible():
-            return False
-        if not (is_plain_layer_norm(self.norm1) and is_plain_layer_norm(self.norm2)):
-            return False
-        linears = [self.attn.qkv] + ([self.proj] if self.dim != self.dim_out else [])
-        if any(type(layer) is not nn.Linear for layer in linears):
-            return False
-        return lean_allowed(x, [self.norm1, self.norm2, self.attn, self.mlp, *linears])
+        return lean_block(self, _GroupAttention, x, [self.proj] if self.dim != self.dim_out else [])
 
     def _forward_lean(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` with LayerNorm fused into ``qkv`` (through the window partition,

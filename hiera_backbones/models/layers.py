@@ -40,6 +40,7 @@ __all__ = [
     "DropPath",
     "LayerScale",
     "Mlp",
+    "lean_block",
     "max_over",
     "max_pool_tokens",
     "scaled_dot_product_attention",
@@ -244,6 +245,26 @@ class Mlp(nn.Module):
         return fused_linear(hidden, self.fc2, residual=residual)
 
 
+def lean_block(block: nn.Module, attention: type, x: torch.Tensor,
+               extra_linears: list[nn.Module]) -> bool:
+    """Whether ``block`` (``norm1``, ``attn`` of type ``attention``, ``norm2``, ``mlp``) may
+    train through the lean functions (:mod:`.lean`): lean training on, the stock layers (a
+    swapped, wrapped or hooked layer, e.g. LoRA, a feature hook or a parametrization, runs its
+    own forward instead) and :func:`~.lean.lean_allowed`. ``extra_linears``: other Linears of
+    the block that the lean path calls by their parameters (a stage transition's ``proj``)."""
+    if not block.lean_training or type(block.attn) is not attention:
+        return False
+    if type(block.mlp) is not Mlp or not block.mlp.lean_compatible():
+        return False
+    if not (is_plain_layer_norm(block.norm1) and is_plain_layer_norm(block.norm2)):
+        return False
+    linears = [block.attn.qkv, *extra_linears]
+    if any(type(layer) is not nn.Linear for layer in linears):
+        return False
+    return lean_allowed(x, [block.norm1, block.norm2, block.attn, block.mlp, block.mlp.fc1,
+                            block.mlp.fc2, *linears])
+
+
 class Block(nn.Module):
     """Pre-norm transformer block; with ``dim != dim_out`` it is a Hiera stage transition."""
 
@@ -317,21 +338,8 @@ class Block(nn.Module):
         return x + self.drop_path(mlp if self.ls2 is None else self.ls2(mlp))
 
     def _lean(self, x: torch.Tensor) -> bool:
-        """Lean training (:mod:`.lean`) for the stock layers: a swapped, wrapped or hooked
-        layer (LoRA, a feature hook, a parametrization) runs its own forward instead."""
-        if not self.lean_training or type(self.attn) is not Attention:
-            return False
-        if type(self.mlp) is not Mlp or not self.mlp.lean_compatible():
-            return False
-        if not (is_plain_layer_norm(self.norm1) and is_plain_layer_norm(self.norm2)):
-            return False
-        modules = [self.norm1, self.norm2, self.attn, self.attn.qkv, self.mlp, self.mlp.fc1,
-                   self.mlp.fc2]
-        if self.dim != self.dim_out and self.expand_proj:
-            modules.append(self.proj)
-        if any(type(m) is not nn.Linear for m in modules[3:4] + modules[5:]):
-            return False
-        return lean_allowed(x, modules)
+        projects = self.dim != self.dim_out and self.expand_proj
+        return lean_block(self, Attention, x, [self.proj] if projects else [])
 
     def _forward_lean(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` with LayerNorm fused into ``qkv`` / ``proj`` and into the MLP."""
