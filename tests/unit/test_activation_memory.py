@@ -66,6 +66,7 @@ def _assert_close_to_scale(got: dict, ref: dict, bound: float) -> None:
 @pytest.mark.parametrize("name, shape, checkpointing", [
     ("hiera_tiny_224", (2, 3, 64, 96), False),
     ("hiera_tiny_224", (2, 3, 64, 64), True),
+    ("hiera_small_abswin_256", (2, 3, 64, 64), False),  # LayerScale
     ("hvt_ti_1", (2, 3, 64, 64), False),
     ("sam2_hiera_tiny", (1, 3, 128, 96), False),  # 14-token windows on a 8x6 grid: padded
     ("hiera_base_16x224", (1, 3, 4, 64, 64), False),
