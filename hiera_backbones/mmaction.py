@@ -80,7 +80,7 @@ from .checkpoints import (  # noqa: E402
 from .models import HVT as _HVT  # noqa: E402
 from .models import Hiera as _Hiera  # noqa: E402
 from .openmmlab.backbone import OpenMMLabBackbone  # noqa: E402
-from .openmmlab.loading import allow_mmengine_checkpoints, mmengine_safe_globals  # noqa: E402
+from .openmmlab.loading import allow_mmengine_checkpoints  # noqa: E402
 from .openmmlab.optim import LayerDecayOptimWrapperConstructor  # noqa: E402
 
 __all__ = [
@@ -255,9 +255,9 @@ class HVT(_VideoBackboneMixin, _HVT, BaseModule):
 # ---------------------------------------------------------------------- heads
 def _classifier_state(head: HieraHead, path: str, prefix: str | None) -> dict[str, torch.Tensor]:
     """The classifier tensors of ``path`` under the head's names (``norm.*``, ``fc_cls.*``)."""
-    # The one read, shared below; a trained recognizer's file (mmengine saved it) holds
-    # mmengine's classes.
-    raw = read_checkpoint(path, extra_globals=mmengine_safe_globals())
+    # The one read, shared below (a trained recognizer's file holds mmengine's classes:
+    # allowed since this module's import).
+    raw = read_checkpoint(path)
     # A framework checkpoint (a trained recognizer): its cls_head.* as they are.
     found = framework_state(raw, prefix or "cls_head.")
     if found:

@@ -41,11 +41,12 @@ def _is_mmengine_checkpoint(spec: str) -> bool:
     """True for a whole-model file mmengine saved (``state_dict`` of a recognizer/detector);
     False for backbone weights (official files, ``model:tag`` names, converter output)."""
     from hiera_backbones.checkpoints import identify, read_checkpoint
-    from hiera_backbones.openmmlab.loading import mmengine_safe_globals
+    from hiera_backbones.openmmlab.loading import allow_mmengine_checkpoints
 
     if not os.path.exists(spec):
         return False  # "<model>:<tag>", resolved by init_cfg
-    raw = read_checkpoint(spec, extra_globals=mmengine_safe_globals())
+    allow_mmengine_checkpoints()  # a trained recognizer's file holds mmengine's classes
+    raw = read_checkpoint(spec)
     return identify(raw).framework == "mmengine"
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "RawCheckpoint",
     "load_torch_file",
     "read_checkpoint",
+    "register_checkpoint_globals",
     "save_atomic",
     "sha256_file",
     "write_atomic",
@@ -41,6 +42,19 @@ __all__ = [
 #: (DeiT training code) carry an ``argparse.Namespace`` of training arguments, a plain attribute
 #: bag. Add a class only after checking that rebuilding it cannot run code.
 SAFE_GLOBALS: list[Any] = [argparse.Namespace]
+
+#: Classes a framework's own checkpoints hold, by framework, allowed besides
+#: :data:`SAFE_GLOBALS` whenever this package reads a file (never in torch's process-wide
+#: allowlist); registered by the framework adapters on import.
+_FRAMEWORK_GLOBALS: dict[str, Callable[[], Sequence[Any]]] = {}
+
+
+def register_checkpoint_globals(framework: str, provider: Callable[[], Sequence[Any]]) -> None:
+    """Lets this package's readers accept ``provider()``'s classes in every file they read
+    (e.g. mmengine's ``HistoryBuffer`` in a trained model's checkpoint, registered when an
+    OpenMMLab adapter is imported): plain data classes only, as each one widens what an
+    untrusted file may contain. Registering a framework again replaces its provider."""
+    _FRAMEWORK_GLOBALS[framework] = provider
 
 
 class CheckpointError(Exception):
@@ -112,7 +126,7 @@ def _read_safetensors(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str
 
 
 def _torch_load(
-    path: str, allow_pickle: bool, mmap: bool, map_location: Any, extra_globals: Sequence[Any],
+    path: str, allow_pickle: bool, mmap: bool, map_location: Any,
     stacklevel: int = 4,
 ) -> Any:
     if allow_pickle:
@@ -123,7 +137,8 @@ def _torch_load(
         )
         return torch.load(path, map_location=map_location, weights_only=False)
     # The allowlist holds only while this file is read: torch's process-wide one is untouched.
-    with torch.serialization.safe_globals([*SAFE_GLOBALS, *extra_globals]):
+    registered = [g for provider in _FRAMEWORK_GLOBALS.values() for g in provider()]
+    with torch.serialization.safe_globals([*SAFE_GLOBALS, *registered]):
         if mmap:
             try:
                 return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
@@ -154,7 +169,6 @@ def load_torch_file(
     mmap: bool = True,
     *,
     map_location: Any = "cpu",
-    extra_globals: Sequence[Any] = (),
 ) -> Any:
     """``torch.load`` of a ``.pth`` file, safely: ``weights_only=True`` plus
     :data:`SAFE_GLOBALS` unless ``allow_pickle``. A file that holds other pickled objects, or a
@@ -165,11 +179,11 @@ def load_torch_file(
     a resumed optimizer state when training then overwrites that checkpoint: rewriting a
     mapped file invalidates the mapped tensors (SIGBUS).
 
-    ``extra_globals`` are allowed besides :data:`SAFE_GLOBALS` for this read only (e.g. what
-    mmengine's own checkpoints hold, :func:`~hiera_backbones.openmmlab.loading.
-    mmengine_safe_globals`); ``map_location`` is :func:`torch.load`'s."""
+    Besides :data:`SAFE_GLOBALS`, the classes of the frameworks whose adapters were imported
+    (:func:`register_checkpoint_globals`) are allowed for this read; ``map_location`` is
+    :func:`torch.load`'s."""
     try:
-        return _torch_load(path, allow_pickle, mmap, map_location, extra_globals)
+        return _torch_load(path, allow_pickle, mmap, map_location)
     except pickle.UnpicklingError as err:
         if not _is_pickle_stream(path):
             raise CheckpointError(
@@ -195,13 +209,11 @@ def load_torch_file(
         ) from None
 
 
-def read_checkpoint(
-    path: str, allow_pickle: bool = False, mmap: bool = True, extra_globals: Sequence[Any] = ()
-) -> RawCheckpoint:
+def read_checkpoint(path: str, allow_pickle: bool = False, mmap: bool = True) -> RawCheckpoint:
     """Reads a ``.pth``/``.pt``/``.bin``/``.safetensors`` file or a Hugging Face hub folder
     (``config.json`` + ``model.safetensors``), once: pass the result on (every reader of this
-    package takes a :class:`RawCheckpoint` where it takes a path). ``mmap``, ``extra_globals``:
-    see :func:`load_torch_file`."""
+    package takes a :class:`RawCheckpoint` where it takes a path). ``mmap``: see
+    :func:`load_torch_file`."""
     if not os.path.exists(path):
         raise CheckpointError(f"{path} does not exist")
     config: dict[str, Any] = {}
@@ -227,7 +239,7 @@ def read_checkpoint(
         tensors, meta = _read_safetensors(path)
         return RawCheckpoint(tensors, path, "safetensors", {}, meta)
 
-    obj = load_torch_file(path, allow_pickle, mmap, extra_globals=extra_globals)
+    obj = load_torch_file(path, allow_pickle, mmap)
     if not isinstance(obj, Mapping):
         raise CheckpointError(
             f"{path} holds a {type(obj).__name__}, not a state dict; save model.state_dict()"

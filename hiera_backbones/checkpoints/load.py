@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -107,9 +106,7 @@ def framework_state(src: str | RawCheckpoint, prefix: str) -> dict[str, torch.Te
     return identify(raw).state_under(prefix)
 
 
-def load_pretrained(
-    module: nn.Module, checkpoint: Any, prefix: str = "backbone.", extra_globals: Sequence = ()
-) -> str:
+def load_pretrained(module: nn.Module, checkpoint: Any, prefix: str = "backbone.") -> str:
     """Loads a pretrained backbone into ``module`` (one of our backbones); returns what was done,
     for the framework's log.
 
@@ -122,15 +119,15 @@ def load_pretrained(
     2. any format the converter reads (official Hiera incl. MAE, Hugging Face, timm, HVT
        releases, plain ViT for HVT, files ``hiera-convert`` wrote): converted for the module.
 
-    ``extra_globals``: classes a framework's own checkpoints hold, allowed for this read only
-    (:func:`~.io.load_torch_file`; the OpenMMLab adapters pass mmengine's).
+    A framework's own classes in its checkpoints (mmengine's) are accepted once its adapter is
+    imported (:func:`~.io.register_checkpoint_globals`).
 
     Raises :class:`CheckpointError` with the reason when neither fits."""
     if not checkpoint or not isinstance(checkpoint, str):
         raise ValueError(f"checkpoint={checkpoint!r}: pass a file, '<model>:<tag>' or a URL")
     path = resolve_source(checkpoint)
     name = type(module).__name__
-    raw = read_checkpoint(path, extra_globals=extra_globals)  # the one read, shared below
+    raw = read_checkpoint(path)  # the one read, shared below
     state = framework_state(raw, prefix)
     if state is not None:
         mismatch = state_mismatch(

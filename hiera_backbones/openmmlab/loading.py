@@ -74,7 +74,8 @@ _TRUE_VALUES = ("1", "y", "yes", "true")
 def load_mmengine_local(filename: str, map_location: Any = None) -> Any:
     """mmengine's loader of local checkpoint files (``CheckpointLoader``'s ``''`` scheme:
     ``load_from``, ``resume``, ``Pretrained`` init), reading with ``weights_only=True`` and
-    allowing :func:`mmengine_safe_globals` for this read only. Not memory-mapped: a resumed
+    allowing :func:`mmengine_safe_globals` (registered with our readers by
+    :func:`allow_mmengine_checkpoints`) for this read only. Not memory-mapped: a resumed
     optimizer state lives on while training overwrites the file it came from. With
     ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (torch's opt-out, which mmengine's loader obeyed) the
     file is unpickled in full, with a warning."""
@@ -86,10 +87,8 @@ def load_mmengine_local(filename: str, map_location: Any = None) -> Any:
     # torch's explicit opt-out stays the user's to make, as it was with mmengine's own loader
     # (which left weights_only to torch's default); loading then warns that a file can run code.
     opted_out = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "0") in _TRUE_VALUES
-    return load_torch_file(
-        filename, allow_pickle=opted_out, mmap=False, map_location=map_location,
-        extra_globals=mmengine_safe_globals(),
-    )
+    return load_torch_file(filename, allow_pickle=opted_out, mmap=False,
+                           map_location=map_location)
 
 
 def allow_mmengine_checkpoints() -> None:
@@ -102,9 +101,14 @@ def allow_mmengine_checkpoints() -> None:
     classes to ``torch.serialization``'s global allowlist (which every other ``torch.load`` in
     the process would then accept), this makes :func:`load_mmengine_local` mmengine's loader of
     local files: the classes are allowed inside that one read, and any other object in a file is
-    refused. Idempotent."""
+    refused. Our own readers (``init_cfg`` with a trained model's checkpoint, MMAction2's
+    classifier head) accept them too (:func:`~hiera_backbones.checkpoints.io.
+    register_checkpoint_globals`). Idempotent."""
     from mmengine.runner.checkpoint import CheckpointLoader
 
+    from ..checkpoints.io import register_checkpoint_globals
+
+    register_checkpoint_globals("mmengine", mmengine_safe_globals)
     CheckpointLoader.register_scheme(prefixes="", loader=load_mmengine_local, force=True)
 
 
@@ -126,8 +130,9 @@ class PretrainedInitMixin:
                 f"init_cfg {dict(init_cfg)} needs checkpoint='<file, model:tag or URL>'"
             )
         prefix = init_cfg.get("prefix") or "backbone."
-        # A trained model's checkpoint (mmengine saved it) is read with its classes allowed.
-        _log(load_pretrained(self, checkpoint, prefix, extra_globals=mmengine_safe_globals()))
+        # A trained model's checkpoint (mmengine saved it) holds mmengine's classes: allowed
+        # since the adapter's import (allow_mmengine_checkpoints).
+        _log(load_pretrained(self, checkpoint, prefix))
 
     def init_weights(self) -> None:
         if self.is_init:
