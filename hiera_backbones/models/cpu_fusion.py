@@ -152,9 +152,12 @@ def use_fusion(x: torch.Tensor, module: nn.Module) -> bool:
 
 
 def recording_ops() -> bool:
-    """jit tracing or scripting, ``torch.compile`` or ``torch.export``: whoever records the ops
-    gets the plain ones, which every tracer, exporter and FLOP counter knows."""
+    """jit tracing or scripting, ``torch.compile`` or ``torch.export``, or a ``torch.func``
+    transform (``grad``, ``vmap``, ...): whoever records or transforms the ops gets the plain
+    ones, which every tracer, exporter, FLOP counter and transform knows."""
     if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return True
+    if torch._C._functorch.peek_interpreter_stack() is not None:
         return True
     is_exporting = getattr(torch.compiler, "is_exporting", None)
     return bool(is_exporting is not None and is_exporting())

@@ -282,3 +282,21 @@ def test_detection_and_video_sizes_save_at_most_0_6x_timm(name, size, timm_mib, 
         saved[impl] = benchmark.saved_for_backward_mb(model, fn, x, fake=True)
     assert saved["timm"] == pytest.approx(timm_mib, abs=1)
     assert saved["ours"] / saved["timm"] <= bound
+
+
+def test_torch_func_transforms_take_the_plain_ops():
+    """``torch.func.grad`` / ``vmap`` transform the plain ops (custom autograd functions and
+    oneDNN's fused ops have no transform rules): gradients equal ``backward``'s (lean) within
+    the fp32 rule, and a vmapped inference equals the per-sample one."""
+    model = build_backbone("hiera_tiny_224", input_size=(64, 64)).train()
+    x = torch.randn(1, 3, 64, 64)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    grads = torch.func.grad(lambda p: torch.func.functional_call(model, p, (x,))[-1].sum())(params)
+    model(x)[-1].sum().backward()
+    _assert_close_to_scale(grads, {k: p.grad for k, p in model.named_parameters()}, FP32_BOUND)
+    model.eval()
+    batch = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        mapped = torch.func.vmap(lambda t: model(t.unsqueeze(0))[-1].squeeze(0))(batch)
+        single = torch.stack([model(t.unsqueeze(0))[-1].squeeze(0) for t in batch])
+    torch.testing.assert_close(mapped, single, rtol=0, atol=2e-5 * single.abs().max().item())
